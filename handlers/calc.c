@@ -1,0 +1,166 @@
+/*
+ * GET /calc: sum(i*i for i in range(n)) on libuv's thread pool, so that the worker loop keeps serving while the sum
+ * is computed. The work callback sees only the job's own copy of n; the after-work callback, on the loop that queued
+ * the work, answers if the request is still there.
+ */
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+#include "weir/calc.h"
+#include "weir/common.h"
+#include "weir/respond.h"
+
+typedef struct st_calc_handler_t {
+    h2o_handler_t super;
+    weir_calc_settings_t settings;
+} calc_handler_t;
+
+typedef struct st_calc_job_t {
+    uv_work_t work;
+    h2o_req_t *req;               /* NULL once the request is gone */
+    struct st_calc_job_t **guard; /* the slot on req->pool that points back here */
+    uint64_t n;
+    unsigned __int128 result;
+} calc_job_t;
+
+unsigned __int128 weir_calc_sum_squares(uint64_t n)
+{
+    /* The sum is kept as two 64-bit halves; i*i fits in 64 bits for every allowed n (< 2^32). The empty asm makes
+     * each square opaque to the optimiser, so that it cannot replace the loop by a closed form: the work is real. */
+    uint64_t lo = 0, hi = 0;
+    for (uint64_t i = 0; i < n; ++i) {
+        uint64_t sq = i * i;
+        __asm__("" : "+r"(sq));
+        uint64_t prev = lo;
+        lo += sq;
+        hi += lo < prev;
+    }
+    return (unsigned __int128)hi << 64 | lo;
+}
+
+size_t weir_u128_to_str(unsigned __int128 v, char *buf)
+{
+    char tmp[40];
+    size_t len = 0;
+    do {
+        tmp[len++] = (char)('0' + (int)(v % 10));
+        v /= 10;
+    } while (v != 0);
+    for (size_t i = 0; i < len; ++i)
+        buf[i] = tmp[len - 1 - i];
+    buf[len] = '\0';
+    return len;
+}
+
+static void on_work(uv_work_t *work)
+{
+    calc_job_t *job = work->data;
+    job->result = weir_calc_sum_squares(job->n);
+}
+
+static void on_after_work(uv_work_t *work, int status)
+{
+    calc_job_t *job = work->data;
+    h2o_req_t *req = job->req;
+
+    if (req != NULL) {
+        *job->guard = NULL;
+        if (status == 0) {
+            char body[64];
+            size_t len = (size_t)snprintf(body, sizeof(body), "{\"result\": ");
+            len += weir_u128_to_str(job->result, body + len);
+            body[len++] = '}';
+            weir_respond_json(req, 200, "OK", body, len);
+        } else {
+            weir_respond_error(req, 503, "Service Unavailable", "calculation was cancelled");
+        }
+    }
+    free(job);
+}
+
+static void on_guard_dispose(void *_guard)
+{
+    calc_job_t *job = *(calc_job_t **)_guard;
+    if (job == NULL)
+        return;
+    /* The client went away. The work may still be queued: try to cancel it (the after-callback then runs with
+     * UV_ECANCELED); if it is running, it finishes and the after-callback only frees the job. */
+    job->req = NULL;
+    uv_cancel((uv_req_t *)&job->work);
+}
+
+/* Parses ?n= into @p n; answers 400 itself when it is not a decimal integer within [0, max]. */
+static int parse_n_or_respond(h2o_req_t *req, const weir_calc_settings_t *s, uint64_t *n)
+{
+    h2o_iovec_t value;
+    char msg[128];
+
+    switch (weir_query_get(req, "n", &value)) {
+    case -ENOENT:
+        *n = s->n;
+        return 0;
+    case 0:
+        break;
+    default:
+        weir_respond_error(req, 400, "Bad Request", "malformed query string");
+        return -1;
+    }
+    uint64_t v = 0;
+    int ok = value.len != 0 && value.len <= 20;
+    for (size_t i = 0; ok && i < value.len; ++i) {
+        unsigned d = (unsigned char)value.base[i] - '0';
+        if (d > 9 || v > (UINT64_MAX - d) / 10)
+            ok = 0;
+        else
+            v = v * 10 + d;
+    }
+    if (!ok || v > s->max_n) {
+        snprintf(msg, sizeof(msg), "n must be an integer from 0 to %llu", (unsigned long long)s->max_n);
+        weir_respond_error(req, 400, "Bad Request", msg);
+        return -1;
+    }
+    *n = v;
+    return 0;
+}
+
+static int on_req(h2o_handler_t *_self, h2o_req_t *req)
+{
+    calc_handler_t *self = (void *)_self;
+    uint64_t n;
+
+    if (!weir_path_is_exact(req)) {
+        weir_respond_not_found(req);
+        return 0;
+    }
+    if (!h2o_memis(req->method.base, req->method.len, H2O_STRLIT("GET")) &&
+        !h2o_memis(req->method.base, req->method.len, H2O_STRLIT("HEAD"))) {
+        weir_respond_method_not_allowed(req, "GET, HEAD");
+        return 0;
+    }
+    if (parse_n_or_respond(req, &self->settings, &n) != 0)
+        return 0;
+
+    calc_job_t *job = weir_calloc(1, sizeof(*job));
+    job->n = n;
+    job->req = req;
+    job->work.data = job;
+    job->guard = h2o_mem_alloc_shared(&req->pool, sizeof(*job->guard), on_guard_dispose);
+    *job->guard = job;
+    int ret = uv_queue_work(req->conn->ctx->loop, &job->work, on_work, on_after_work);
+    if (ret != 0) {
+        *job->guard = NULL;
+        free(job);
+        weir_respond_error(req, 503, "Service Unavailable", uv_strerror(ret));
+    }
+    return 0;
+}
+
+int weir_calc_register(h2o_pathconf_t *pathconf, const weir_calc_settings_t *s)
+{
+    if (s->n > s->max_n || s->max_n > WEIR_CALC_N_LIMIT)
+        return -EINVAL;
+    calc_handler_t *self = (void *)h2o_create_handler(pathconf, sizeof(*self));
+    self->super.on_req = on_req;
+    self->settings = *s;
+    return 0;
+}

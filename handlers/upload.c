@@ -1,0 +1,201 @@
+/*
+ * POST /upload: each request waits for a slot of the handler's gate (FIFO, shared by all worker threads), holds it
+ * for a random delay measured by its own uv timer, then answers. The guard on the request pool is the one place
+ * that cancels: whatever the job's state, it gives the slot (or the place in the queue) back and closes the timer.
+ */
+#include <errno.h>
+#include <pthread.h>
+#include <stdlib.h>
+#include <sys/socket.h>
+#include <time.h>
+#include "weir/common.h"
+#include "weir/gate.h"
+#include "weir/respond.h"
+#include "weir/upload.h"
+
+typedef struct st_upload_handler_t {
+    h2o_handler_t super;
+    weir_upload_settings_t settings;
+    weir_gate_t gate;
+} upload_handler_t;
+
+typedef struct st_upload_job_t {
+    weir_gate_waiter_t waiter;
+    upload_handler_t *handler;
+    h2o_req_t *req;                 /* NULL once the request is gone or answered */
+    struct st_upload_job_t **guard; /* the slot on req->pool that points back here */
+    uv_timer_t *timer;              /* heap, freed in its close callback; NULL before the delay starts */
+} upload_job_t;
+
+static const char SUCCESS_BODY[] = "{\"success\": true}";
+
+uint32_t weir_upload_draw_delay(uint64_t *state, uint32_t min, uint32_t max)
+{
+    uint64_t range = (uint64_t)max - min + 1, limit = UINT64_MAX - UINT64_MAX % range, x;
+    do {
+        /* xorshift64* */
+        x = *state;
+        x ^= x >> 12;
+        x ^= x << 25;
+        x ^= x >> 27;
+        *state = x;
+        x *= UINT64_C(2685821657736338717);
+    } while (x >= limit);
+    return min + (uint32_t)(x % range);
+}
+
+static uint64_t *thread_rng(void)
+{
+    static __thread uint64_t state;
+    if (state == 0) {
+        /* splitmix64 of the time and the thread, so that threads draw different sequences */
+        struct timespec ts;
+        clock_gettime(CLOCK_MONOTONIC, &ts);
+        uint64_t z = (uint64_t)ts.tv_nsec ^ ((uint64_t)ts.tv_sec << 32) ^ (uint64_t)(uintptr_t)&state;
+        z += UINT64_C(0x9e3779b97f4a7c15);
+        z = (z ^ (z >> 30)) * UINT64_C(0xbf58476d1ce4e5b9);
+        z = (z ^ (z >> 27)) * UINT64_C(0x94d049bb133111eb);
+        z ^= z >> 31;
+        state = z != 0 ? z : 1;
+    }
+    return &state;
+}
+
+static void on_timer_closed(uv_handle_t *handle)
+{
+    free(handle->data);
+    free(handle);
+}
+
+/* Frees the job, through the timer's close callback when there is a timer. The job must be detached already. */
+static void destroy_job(upload_job_t *job)
+{
+    if (job->timer != NULL) {
+        job->timer->data = job;
+        uv_close((uv_handle_t *)job->timer, on_timer_closed);
+    } else {
+        free(job);
+    }
+}
+
+/* Gives the slot back and detaches the job from its request; returns the request, which may be answered now. */
+static h2o_req_t *finish_job(upload_job_t *job)
+{
+    h2o_req_t *req = job->req;
+    weir_gate_release(&job->handler->gate, &job->waiter);
+    *job->guard = NULL;
+    job->req = NULL;
+    destroy_job(job);
+    return req;
+}
+
+static void on_guard_dispose(void *_guard)
+{
+    upload_job_t *job = *(upload_job_t **)_guard;
+    if (job == NULL)
+        return; /* answered already */
+    /* The client went away while queued or during its delay. */
+    weir_gate_release(&job->handler->gate, &job->waiter);
+    job->req = NULL;
+    destroy_job(job);
+}
+
+static void on_delay_done(uv_timer_t *timer)
+{
+    h2o_req_t *req = finish_job(timer->data);
+    weir_respond_json(req, 200, "OK", SUCCESS_BODY, sizeof(SUCCESS_BODY) - 1);
+}
+
+static void start_delay(upload_job_t *job)
+{
+    const weir_upload_settings_t *s = &job->handler->settings;
+    uint32_t delay = weir_upload_draw_delay(thread_rng(), s->delay_min_ms, s->delay_max_ms);
+    job->timer = weir_malloc(sizeof(*job->timer));
+    uv_timer_init(job->req->conn->ctx->loop, job->timer);
+    job->timer->data = job;
+    uv_timer_start(job->timer, on_delay_done, delay, 0);
+}
+
+/* HTTP/1: h2o does not read a connection while its request is being handled, so a client that closed is not noticed
+ * until the answer is written. Before spending a slot on a request that waited, look whether its peer is still there. */
+static int http1_peer_gone(h2o_req_t *req)
+{
+    if (req->version >= 0x200)
+        return 0; /* HTTP/2 disposes the request at once on RST_STREAM or close */
+    h2o_socket_t *sock = req->conn->callbacks->get_socket(req->conn);
+    if (sock == NULL)
+        return 0;
+    char c;
+    ssize_t r = recv(h2o_socket_get_fd(sock), &c, 1, MSG_PEEK | MSG_DONTWAIT);
+    return r == 0 || (r < 0 && errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR);
+}
+
+static void on_granted(weir_gate_waiter_t *waiter)
+{
+    upload_job_t *job = H2O_STRUCT_FROM_MEMBER(upload_job_t, waiter, waiter);
+    if (http1_peer_gone(job->req)) {
+        /* Give the slot to the next in line now; the answer only lets h2o find out and close the connection. */
+        h2o_req_t *req = finish_job(job);
+        req->http1_is_persistent = 0;
+        weir_respond_error(req, 503, "Service Unavailable", "client went away");
+        return;
+    }
+    start_delay(job);
+}
+
+static int on_req(h2o_handler_t *_self, h2o_req_t *req)
+{
+    upload_handler_t *self = (void *)_self;
+
+    if (!weir_path_is_exact(req)) {
+        weir_respond_not_found(req);
+        return 0;
+    }
+    if (!h2o_memis(req->method.base, req->method.len, H2O_STRLIT("POST"))) {
+        weir_respond_method_not_allowed(req, "POST");
+        return 0;
+    }
+
+    upload_job_t *job = weir_calloc(1, sizeof(*job));
+    job->handler = self;
+    job->req = req;
+    job->guard = h2o_mem_alloc_shared(&req->pool, sizeof(*job->guard), on_guard_dispose);
+    *job->guard = job;
+
+    weir_gate_inbox_t *inbox = h2o_context_get_handler_context(req->conn->ctx, &self->super);
+    if (weir_gate_acquire(&self->gate, inbox, &job->waiter, on_granted))
+        start_delay(job);
+    return 0;
+}
+
+static void on_context_init(h2o_handler_t *_self, h2o_context_t *ctx)
+{
+    upload_handler_t *self = (void *)_self;
+    h2o_context_set_handler_context(ctx, &self->super, weir_gate_inbox_create(&self->gate, ctx->loop));
+}
+
+static void on_context_dispose(h2o_handler_t *_self, h2o_context_t *ctx)
+{
+    upload_handler_t *self = (void *)_self;
+    weir_gate_inbox_destroy(h2o_context_get_handler_context(ctx, &self->super));
+}
+
+static void on_dispose(h2o_handler_t *_self)
+{
+    upload_handler_t *self = (void *)_self;
+    weir_gate_dispose(&self->gate);
+}
+
+int weir_upload_register(h2o_pathconf_t *pathconf, const weir_upload_settings_t *s)
+{
+    if (s->concurrency == 0 || s->delay_min_ms > s->delay_max_ms)
+        return -EINVAL;
+    upload_handler_t *self = (void *)h2o_create_handler(pathconf, sizeof(*self));
+    self->super.on_req = on_req;
+    self->super.on_context_init = on_context_init;
+    self->super.on_context_dispose = on_context_dispose;
+    self->super.dispose = on_dispose;
+    self->settings = *s;
+    weir_gate_init(&self->gate, s->concurrency);
+    return 0;
+}

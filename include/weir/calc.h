@@ -1,0 +1,37 @@
+/**
+ * @file calc.h
+ * `GET /calc`: CPU-bound work, sum(i*i for i in range(n)), computed exactly on libuv's thread pool and printed
+ * as Python prints the integer.
+ */
+#ifndef WEIR_CALC_H
+#define WEIR_CALC_H
+
+#include <stdint.h>
+#include <h2o.h>
+#include "weir/module.h"
+
+/** Largest n allowed: every square i*i (i < n) fits in 64 bits, and the sum (about n^3/3) in 128. */
+#define WEIR_CALC_N_LIMIT UINT64_C(4294967296)
+
+/** Settings of one /calc path (YAML keys calc.*). */
+typedef struct st_weir_calc_settings_t {
+    uint64_t n;     /**< `calc.n`: the default n, 0..max_n, default 1000000 */
+    uint64_t max_n; /**< `calc.max-n`: the largest n a query may ask for, 0..WEIR_CALC_N_LIMIT, default 100000000 */
+} weir_calc_settings_t;
+
+/** Fills @p s with the defaults. */
+void weir_calc_settings_init(weir_calc_settings_t *s);
+
+/** Registers the calc handler on @p pathconf. @return 0, or -EINVAL when n > max_n. */
+int weir_calc_register(h2o_pathconf_t *pathconf, const weir_calc_settings_t *s);
+
+/** sum(i*i for i in range(n)), exactly, by running the loop (no closed form). n <= WEIR_CALC_N_LIMIT. */
+unsigned __int128 weir_calc_sum_squares(uint64_t n);
+
+/** Prints @p v in decimal into @p buf (at least 40 bytes), NUL-terminated. @return the length. */
+size_t weir_u128_to_str(unsigned __int128 v, char *buf);
+
+/** The module table entry (handlers/calc_conf.c). */
+extern const weir_module_t weir_calc_module;
+
+#endif

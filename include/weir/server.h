@@ -1,0 +1,74 @@
+/**
+ * @file server.h
+ * The server's own settings (listeners, threads, limits, hosts and their paths), how they are read from the
+ * YAML config, and how the server runs them.
+ */
+#ifndef WEIR_SERVER_H
+#define WEIR_SERVER_H
+
+#include <stddef.h>
+#include <stdint.h>
+#include "weir/config.h"
+#include "weir/module.h"
+
+/** One `listen:` entry. */
+typedef struct st_weir_listen_conf_t {
+    char *host;             /**< address to bind ("127.0.0.1", "::1", a name); NULL for all addresses */
+    uint16_t port;          /**< 0 asks the kernel for a free port (the chosen one is logged) */
+    char *certificate_file; /**< TLS when set (with key_file): h2 and http/1.1 over ALPN */
+    char *key_file;
+    char *where; /**< "FILE:LINE" of the entry, for runtime messages such as a failed bind */
+} weir_listen_conf_t;
+
+/** One path of a host, served by one module. */
+typedef struct st_weir_path_conf_t {
+    char *path; /**< "/upload" */
+    const weir_module_t *module;
+    void *settings; /**< the module's settings struct, filled from the path's keys */
+} weir_path_conf_t;
+
+/** One entry of `hosts:`. */
+typedef struct st_weir_host_conf_t {
+    char *name; /**< "default", or "example.com:8080" as in h2o */
+    weir_path_conf_t *paths;
+    size_t num_paths;
+} weir_host_conf_t;
+
+/** The whole configuration. */
+typedef struct st_weir_server_conf_t {
+    weir_listen_conf_t *listeners;
+    size_t num_listeners;
+    unsigned num_threads;                   /**< `num-threads`, default: number of CPUs */
+    uint64_t limit_request_body;            /**< `limit-request-body` in bytes, default 10 MiB */
+    char *access_log;                       /**< `access-log`, NULL when absent */
+    uint64_t graceful_shutdown_timeout_ms;  /**< `graceful-shutdown-timeout` (seconds in YAML), default 10 s */
+    uint64_t http1_request_timeout_ms;      /**< `http1-request-timeout` (seconds), default 10 s */
+    uint64_t http2_idle_timeout_ms;         /**< `http2-idle-timeout` (seconds), default 10 s */
+    weir_host_conf_t *hosts;
+    size_t num_hosts;
+} weir_server_conf_t;
+
+/** Fills @p conf with the defaults and no listeners or hosts. */
+void weir_server_conf_init(weir_server_conf_t *conf);
+
+/**
+ * Applies the document @p root to @p conf, recording every error found (not only the first): unknown keys,
+ * wrong types, values out of range, missing `listen` or `hosts`, unreadable files, certificates or keys that do
+ * not load or do not match, paths whose keys belong to no module or to several.
+ * @return 0, or -1 when any error was recorded.
+ */
+int weir_server_conf_parse(weir_server_conf_t *conf, const weir_conf_node_t *root, weir_conf_errors_t *errs);
+
+/** weir_conf_load_file + weir_server_conf_parse. @return 0, or -1 with errors recorded. */
+int weir_server_conf_load(weir_server_conf_t *conf, const char *filename, weir_conf_errors_t *errs);
+
+/** Frees everything @p conf owns, including module settings. */
+void weir_server_conf_dispose(weir_server_conf_t *conf);
+
+/**
+ * Runs the server until SIGTERM or SIGINT, then drains (see README). Must be called from the main thread.
+ * @return 0 after a clean shutdown, or a negative errno-style code when it could not start (message logged).
+ */
+int weir_server_run(const weir_server_conf_t *conf);
+
+#endif

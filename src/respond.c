@@ -1,0 +1,146 @@
+#include <errno.h>
+#include <string.h>
+#include <yajl/yajl_gen.h>
+#include "weir/respond.h"
+
+void weir_respond_json(h2o_req_t *req, int status, const char *reason, const char *body, size_t len)
+{
+    req->res.status = status;
+    req->res.reason = reason;
+    req->res.content_length = len; /* h2o_send_inline leaves it unset, which would make HTTP/1 chunked */
+    h2o_add_header(&req->pool, &req->res.headers, H2O_TOKEN_CONTENT_TYPE, NULL, H2O_STRLIT("application/json"));
+    h2o_send_inline(req, body, len);
+}
+
+void weir_respond_error(h2o_req_t *req, int status, const char *reason, const char *message)
+{
+    h2o_iovec_t quoted;
+    if (weir_json_quote(&req->pool, message, strlen(message), &quoted) != 0)
+        quoted = h2o_iovec_init(H2O_STRLIT("\"invalid error message\""));
+    h2o_iovec_t body = h2o_concat(&req->pool, h2o_iovec_init(H2O_STRLIT("{\"error\": ")), quoted, h2o_iovec_init(H2O_STRLIT("}")));
+    weir_respond_json(req, status, reason, body.base, body.len);
+}
+
+void weir_respond_method_not_allowed(h2o_req_t *req, const char *allow)
+{
+    h2o_add_header(&req->pool, &req->res.headers, H2O_TOKEN_ALLOW, NULL, allow, strlen(allow));
+    char msg[160];
+    snprintf(msg, sizeof(msg), "method not allowed; allowed: %s", allow);
+    weir_respond_error(req, 405, "Method Not Allowed", msg);
+}
+
+void weir_respond_not_found(h2o_req_t *req)
+{
+    weir_respond_error(req, 404, "Not Found", "not found");
+}
+
+int weir_path_is_exact(h2o_req_t *req)
+{
+    h2o_iovec_t path = req->path_normalized, conf = req->pathconf->path;
+    /* a configured "/x/" matches "/x" and "/x/" */
+    if (conf.len > 1 && conf.base[conf.len - 1] == '/')
+        --conf.len;
+    if (path.len > conf.len && path.base[path.len - 1] == '/' && path.len == conf.len + 1)
+        --path.len;
+    return h2o_memis(path.base, path.len, conf.base, conf.len);
+}
+
+int weir_json_quote(h2o_mem_pool_t *pool, const char *s, size_t len, h2o_iovec_t *out)
+{
+    yajl_gen gen = yajl_gen_alloc(NULL);
+    const unsigned char *buf;
+    size_t buflen;
+    int ret = 0;
+
+    yajl_gen_config(gen, yajl_gen_validate_utf8, 1);
+    if (yajl_gen_string(gen, (const unsigned char *)s, len) != yajl_gen_status_ok) {
+        ret = -EILSEQ;
+        goto Exit;
+    }
+    yajl_gen_get_buf(gen, &buf, &buflen);
+    *out = h2o_strdup(pool, (const char *)buf, buflen);
+Exit:
+    yajl_gen_free(gen);
+    return ret;
+}
+
+static int hexval(int c)
+{
+    if (c >= '0' && c <= '9')
+        return c - '0';
+    if (c >= 'a' && c <= 'f')
+        return c - 'a' + 10;
+    if (c >= 'A' && c <= 'F')
+        return c - 'A' + 10;
+    return -1;
+}
+
+ssize_t weir_percent_decode(const char *src, size_t len, char *dst, int plus_is_space)
+{
+    size_t i, o = 0;
+    for (i = 0; i < len; ++i) {
+        char c = src[i];
+        if (c == '%') {
+            int hi, lo;
+            if (len - i < 3)
+                return -EINVAL;
+            if ((hi = hexval((unsigned char)src[i + 1])) < 0 || (lo = hexval((unsigned char)src[i + 2])) < 0)
+                return -EINVAL;
+            dst[o++] = (char)(hi << 4 | lo);
+            i += 2;
+        } else if (c == '+' && plus_is_space) {
+            dst[o++] = ' ';
+        } else {
+            dst[o++] = c;
+        }
+    }
+    return (ssize_t)o;
+}
+
+int weir_query_find(h2o_mem_pool_t *pool, const char *query, size_t len, const char *name, h2o_iovec_t *value)
+{
+    size_t name_len = strlen(name);
+    const char *p = query, *end = query + len;
+    char *namebuf = NULL;
+    int found = 0;
+
+    /* The whole query is validated, so that a malformed escape anywhere is reported, not only in the parameter asked
+     * for; a client sending one has a bug worth telling about. */
+    while (p < end) {
+        const char *amp = memchr(p, '&', (size_t)(end - p)), *pair_end = amp != NULL ? amp : end;
+        const char *eq = memchr(p, '=', (size_t)(pair_end - p)), *name_end = eq != NULL ? eq : pair_end;
+        size_t raw_name_len = (size_t)(name_end - p);
+        if (raw_name_len != 0 || eq != NULL) {
+            if (namebuf == NULL)
+                namebuf = h2o_mem_alloc_pool(pool, len + 1);
+            ssize_t dlen = weir_percent_decode(p, raw_name_len, namebuf, 1);
+            if (dlen < 0)
+                return -EINVAL;
+            const char *vsrc = eq != NULL ? eq + 1 : pair_end;
+            size_t vlen = (size_t)(pair_end - vsrc);
+            if (!found && (size_t)dlen == name_len && memcmp(namebuf, name, name_len) == 0) {
+                char *vbuf = h2o_mem_alloc_pool(pool, vlen + 1);
+                ssize_t dv = weir_percent_decode(vsrc, vlen, vbuf, 1);
+                if (dv < 0)
+                    return -EINVAL;
+                vbuf[dv] = '\0';
+                *value = h2o_iovec_init(vbuf, (size_t)dv);
+                found = 1;
+            } else {
+                /* validate only */
+                for (const char *q = vsrc; q < pair_end; ++q)
+                    if (*q == '%' && (pair_end - q < 3 || hexval((unsigned char)q[1]) < 0 || hexval((unsigned char)q[2]) < 0))
+                        return -EINVAL;
+            }
+        }
+        p = pair_end + 1;
+    }
+    return found ? 0 : -ENOENT;
+}
+
+int weir_query_get(h2o_req_t *req, const char *name, h2o_iovec_t *value)
+{
+    if (req->query_at == SIZE_MAX)
+        return -ENOENT;
+    return weir_query_find(&req->pool, req->path.base + req->query_at + 1, req->path.len - req->query_at - 1, name, value);
+}

@@ -1,0 +1,487 @@
+/*
+ * The server: one worker thread per `num-threads`, each with its own uv loop, h2o context and, for every `listen`
+ * entry, its own SO_REUSEPORT socket (the kernel spreads connections evenly over them). The main thread owns the
+ * configuration, binds every socket before any thread starts (so that a bad address fails at once, and port 0 is
+ * resolved to one port shared by all threads), then waits for SIGTERM/SIGINT and asks the workers to drain.
+ */
+#include <arpa/inet.h>
+#include <errno.h>
+#include <netdb.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <pthread.h>
+#include <signal.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <unistd.h>
+#include <openssl/err.h>
+#include <openssl/ssl.h>
+#include "weir/common.h"
+#include "weir/respond.h"
+#include "weir/server.h"
+
+#define DRAIN_TICK_MS 50
+
+typedef struct st_server_t server_t;
+
+typedef struct st_worker_t {
+    server_t *server;
+    unsigned id;
+    pthread_t tid;
+    uv_loop_t loop;
+    h2o_context_t ctx;
+    h2o_accept_ctx_t *accept_ctxs; /* one per listener */
+    uv_tcp_t **listeners;          /* one per listener, NULL once closed */
+    int *fds;                      /* the sockets bound by the main thread, one per listener */
+    uv_async_t wake;               /* the main thread asks for shutdown through it */
+    uv_timer_t drain_timer;
+    size_t num_connections;
+    uint64_t drain_deadline;
+    int draining;
+    int abandoned; /* the grace period ran out with connections still open */
+} worker_t;
+
+struct st_server_t {
+    const weir_server_conf_t *conf;
+    h2o_globalconf_t globalconf;
+    h2o_access_log_filehandle_t *access_log;
+    SSL_CTX **ssl_ctxs; /* one per listener, NULL for cleartext */
+    worker_t *workers;
+    pthread_mutex_t mutex;
+    pthread_cond_t cond;
+    int globalconf_inited;
+    unsigned num_started; /* workers that opened their listeners (or failed to) */
+    int start_error;
+};
+
+/* 404 for paths that no module serves. */
+static int on_req_not_found(h2o_handler_t *self, h2o_req_t *req)
+{
+    weir_respond_not_found(req);
+    return 0;
+}
+
+/* Connections --------------------------------------------------------------------------------------------------- */
+
+static void on_connection_closed(uv_handle_t *handle)
+{
+    worker_t *worker = handle->loop->data;
+    --worker->num_connections;
+    free(handle);
+}
+
+static void on_accept(uv_stream_t *listener, int status)
+{
+    worker_t *worker = listener->loop->data;
+    h2o_accept_ctx_t *accept_ctx = listener->data;
+    struct sockaddr_storage ss;
+
+    if (status != 0)
+        return;
+    uv_tcp_t *conn = weir_malloc(sizeof(*conn));
+    uv_tcp_init(listener->loop, conn);
+    if (uv_accept(listener, (uv_stream_t *)conn) != 0) {
+        uv_close((uv_handle_t *)conn, (uv_close_cb)free);
+        return;
+    }
+    ++worker->num_connections;
+    uv_tcp_nodelay(conn, 1);
+    h2o_socket_t *sock = h2o_uv_socket_create((uv_stream_t *)conn, on_connection_closed);
+    /* The access log is written when the request is disposed; h2o caches the peer's address on first use, and by
+     * then the peer may be gone. */
+    h2o_socket_getpeername(sock, (void *)&ss);
+    h2o_accept(accept_ctx, sock);
+}
+
+/* Shutdown ------------------------------------------------------------------------------------------------------ */
+
+static void close_listeners(worker_t *worker)
+{
+    for (size_t i = 0; i != worker->server->conf->num_listeners; ++i) {
+        if (worker->listeners[i] != NULL) {
+            uv_close((uv_handle_t *)worker->listeners[i], (uv_close_cb)free);
+            worker->listeners[i] = NULL;
+        }
+    }
+}
+
+static void on_drain_tick(uv_timer_t *timer)
+{
+    worker_t *worker = timer->data;
+
+    /* Idle HTTP/1 keep-alive connections wait on the request timeout, which shutdown set to zero: run it, so that
+     * h2o closes them through its own path. HTTP/2 connections close by themselves after GOAWAY once their streams
+     * are done; busy HTTP/1 connections after their response (h2o turns keep-alive off once shutdown is requested). */
+    h2o_timeout_run(&worker->loop, &worker->ctx.http1.req_timeout, h2o_now(&worker->loop));
+
+    if (worker->num_connections == 0) {
+        uv_stop(&worker->loop);
+    } else if (uv_now(&worker->loop) >= worker->drain_deadline) {
+        weir_warn("worker %u: %zu connection(s) still open after the grace period; giving up on them", worker->id,
+                  worker->num_connections);
+        worker->abandoned = 1;
+        uv_stop(&worker->loop);
+    }
+}
+
+static void on_wake(uv_async_t *async)
+{
+    worker_t *worker = async->data;
+
+    if (worker->draining)
+        return;
+    worker->draining = 1;
+    close_listeners(worker);
+    h2o_context_request_shutdown(&worker->ctx);
+    worker->ctx.http1.req_timeout.timeout = 0;
+    worker->drain_deadline = uv_now(&worker->loop) + worker->server->conf->graceful_shutdown_timeout_ms;
+    uv_timer_start(&worker->drain_timer, on_drain_tick, 0, DRAIN_TICK_MS);
+}
+
+static void on_walk_close(uv_handle_t *handle, void *arg)
+{
+    if (!uv_is_closing(handle)) {
+        weir_warn("closing a handle left open (type %s)", uv_handle_type_name(handle->type));
+        uv_close(handle, NULL);
+    }
+}
+
+/* Disposes the context and runs the loop until every handle is closed and every queued work has come back. */
+static void dispose_worker_loop(worker_t *worker)
+{
+    uv_close((uv_handle_t *)&worker->wake, NULL);
+    uv_close((uv_handle_t *)&worker->drain_timer, NULL);
+    close_listeners(worker);
+    if (h2o_timeout_is_linked(&worker->ctx.http2._graceful_shutdown_timeout))
+        h2o_timeout_unlink(&worker->ctx.http2._graceful_shutdown_timeout);
+    /* h2o's own handles (its timeouts, its inter-thread queue) stay active until the context is disposed. */
+    h2o_context_dispose(&worker->ctx);
+    for (int attempt = 0; uv_loop_close(&worker->loop) == UV_EBUSY; ++attempt) {
+        if (attempt == 1)
+            uv_walk(&worker->loop, on_walk_close, NULL);
+        uv_run(&worker->loop, UV_RUN_DEFAULT);
+    }
+}
+
+/* Workers ------------------------------------------------------------------------------------------------------- */
+
+static void report_started(server_t *server, int error)
+{
+    pthread_mutex_lock(&server->mutex);
+    ++server->num_started;
+    if (error != 0 && server->start_error == 0)
+        server->start_error = error;
+    pthread_cond_broadcast(&server->cond);
+    pthread_mutex_unlock(&server->mutex);
+}
+
+static void *run_worker(void *arg)
+{
+    worker_t *worker = arg;
+    server_t *server = worker->server;
+    const weir_server_conf_t *conf = server->conf;
+    int ret = 0;
+
+    uv_loop_init(&worker->loop);
+    worker->loop.data = worker;
+    h2o_context_init(&worker->ctx, &worker->loop, &server->globalconf);
+    uv_async_init(&worker->loop, &worker->wake, on_wake);
+    worker->wake.data = worker;
+    uv_timer_init(&worker->loop, &worker->drain_timer);
+    worker->drain_timer.data = worker;
+
+    for (size_t i = 0; i != conf->num_listeners; ++i) {
+        h2o_accept_ctx_t *actx = worker->accept_ctxs + i;
+        actx->ctx = &worker->ctx;
+        actx->hosts = server->globalconf.hosts;
+        actx->ssl_ctx = server->ssl_ctxs[i];
+        uv_tcp_t *listener = weir_malloc(sizeof(*listener));
+        uv_tcp_init(&worker->loop, listener);
+        listener->data = actx;
+        worker->listeners[i] = listener;
+        if ((ret = uv_tcp_open(listener, worker->fds[i])) != 0 ||
+            (ret = uv_listen((uv_stream_t *)listener, 65535, on_accept)) != 0) {
+            weir_error("%s: cannot listen: %s", conf->listeners[i].where, uv_strerror(ret));
+            break;
+        }
+        worker->fds[i] = -1; /* owned by the handle now */
+    }
+    report_started(server, ret);
+
+    if (ret == 0)
+        uv_run(&worker->loop, UV_RUN_DEFAULT);
+    if (!worker->abandoned)
+        dispose_worker_loop(worker);
+    return NULL;
+}
+
+/* Sockets and TLS ----------------------------------------------------------------------------------------------- */
+
+/* Creates and binds one listening socket; *port is the port to bind, and receives the one bound when it was 0. */
+static int bind_listener(const weir_listen_conf_t *lc, uint16_t *port, int *out_fd)
+{
+    struct addrinfo hints = {.ai_socktype = SOCK_STREAM, .ai_flags = AI_PASSIVE | AI_NUMERICSERV}, *res = NULL;
+    char portstr[8];
+    int fd = -1, on = 1, ret;
+
+    snprintf(portstr, sizeof(portstr), "%u", (unsigned)*port);
+    /* No host: every address, IPv6 and IPv4 on one dual-stack socket where the machine has IPv6. */
+    const char *host = lc->host != NULL ? lc->host : "::";
+    if ((ret = getaddrinfo(host, portstr, &hints, &res)) != 0) {
+        if (lc->host == NULL && (ret = getaddrinfo("0.0.0.0", portstr, &hints, &res)) == 0)
+            goto Resolved;
+        weir_error("%s: cannot resolve \"%s\": %s", lc->where, host, gai_strerror(ret));
+        return -EINVAL;
+    }
+Resolved:
+    if ((fd = socket(res->ai_family, res->ai_socktype | SOCK_CLOEXEC | SOCK_NONBLOCK, res->ai_protocol)) < 0) {
+        ret = -errno;
+        goto Error;
+    }
+    setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &on, sizeof(on));
+    if (setsockopt(fd, SOL_SOCKET, SO_REUSEPORT, &on, sizeof(on)) != 0) {
+        ret = -errno;
+        goto Error;
+    }
+    if (res->ai_family == AF_INET6 && lc->host == NULL) {
+        int off = 0;
+        setsockopt(fd, IPPROTO_IPV6, IPV6_V6ONLY, &off, sizeof(off));
+    }
+    if (bind(fd, res->ai_addr, res->ai_addrlen) != 0) {
+        ret = -errno;
+        goto Error;
+    }
+    if (*port == 0) {
+        struct sockaddr_storage ss;
+        socklen_t sslen = sizeof(ss);
+        getsockname(fd, (void *)&ss, &sslen);
+        *port = ntohs(ss.ss_family == AF_INET6 ? ((struct sockaddr_in6 *)&ss)->sin6_port : ((struct sockaddr_in *)&ss)->sin_port);
+    }
+    freeaddrinfo(res);
+    *out_fd = fd;
+    return 0;
+
+Error:
+    weir_error("%s: cannot bind %s port %s: %s", lc->where, host, portstr, strerror(-ret));
+    if (fd >= 0)
+        close(fd);
+    freeaddrinfo(res);
+    return ret;
+}
+
+static void log_ssl_errors(const char *where, const char *what)
+{
+    unsigned long e;
+    char buf[256];
+    while ((e = ERR_get_error()) != 0) {
+        ERR_error_string_n(e, buf, sizeof(buf));
+        weir_error("%s: %s: %s", where, what, buf);
+    }
+}
+
+static SSL_CTX *create_ssl_ctx(const weir_listen_conf_t *lc)
+{
+    SSL_CTX *ctx = SSL_CTX_new(TLS_server_method());
+    if (ctx == NULL)
+        goto Error;
+    SSL_CTX_set_min_proto_version(ctx, TLS1_2_VERSION);
+    SSL_CTX_set_options(ctx, SSL_OP_NO_COMPRESSION | SSL_OP_CIPHER_SERVER_PREFERENCE);
+    if (SSL_CTX_use_certificate_chain_file(ctx, lc->certificate_file) != 1 ||
+        SSL_CTX_use_PrivateKey_file(ctx, lc->key_file, SSL_FILETYPE_PEM) != 1 || SSL_CTX_check_private_key(ctx) != 1)
+        goto Error;
+#if H2O_USE_ALPN
+    h2o_ssl_register_alpn_protocols(ctx, h2o_alpn_protocols);
+#endif
+    return ctx;
+Error:
+    log_ssl_errors(lc->where, "cannot set up TLS");
+    SSL_CTX_free(ctx);
+    return NULL;
+}
+
+/* Configuration into h2o ---------------------------------------------------------------------------------------- */
+
+static int cmp_path_len_desc(const void *a, const void *b)
+{
+    const weir_path_conf_t *const *x = a, *const *y = b;
+    size_t lx = strlen((*x)->path), ly = strlen((*y)->path);
+    return lx < ly ? 1 : lx > ly ? -1 : 0;
+}
+
+static int setup_globalconf(server_t *server)
+{
+    const weir_server_conf_t *conf = server->conf;
+    h2o_globalconf_t *gc = &server->globalconf;
+
+    h2o_config_init(gc);
+    server->globalconf_inited = 1;
+    gc->server_name = h2o_iovec_init(H2O_STRLIT("weir/" WEIR_VERSION));
+    gc->max_request_entity_size = conf->limit_request_body;
+    gc->http1.req_timeout = conf->http1_request_timeout_ms;
+    gc->http2.idle_timeout = conf->http2_idle_timeout_ms;
+    gc->http2.graceful_shutdown_timeout = 0; /* the drain below bounds the whole shutdown */
+
+    if (conf->access_log != NULL &&
+        (server->access_log = h2o_access_log_open_handle(conf->access_log, NULL, H2O_LOGCONF_ESCAPE_APACHE)) == NULL) {
+        weir_error("cannot open access log \"%s\"", conf->access_log);
+        return -EIO;
+    }
+
+    for (size_t h = 0; h != conf->num_hosts; ++h) {
+        const weir_host_conf_t *host = conf->hosts + h;
+        h2o_hostconf_t *hostconf = h2o_config_register_host(gc, h2o_iovec_init(host->name, strlen(host->name)), 65535);
+        /* h2o takes the first path that is a prefix of the request's: register the longest first. */
+        const weir_path_conf_t **sorted = weir_malloc(sizeof(*sorted) * (host->num_paths + 1));
+        for (size_t p = 0; p != host->num_paths; ++p)
+            sorted[p] = host->paths + p;
+        qsort(sorted, host->num_paths, sizeof(*sorted), cmp_path_len_desc);
+        for (size_t p = 0; p != host->num_paths; ++p) {
+            const weir_path_conf_t *path = sorted[p];
+            h2o_pathconf_t *pathconf = h2o_config_register_path(hostconf, path->path, 0);
+            int ret = path->module->register_handler(pathconf, path->settings);
+            if (ret != 0) {
+                weir_error("cannot set up %s for %s: %s", path->module->name, path->path, strerror(-ret));
+                free(sorted);
+                return ret;
+            }
+            if (server->access_log != NULL)
+                h2o_access_log_register(pathconf, server->access_log);
+        }
+        free(sorted);
+        h2o_handler_t *notfound = h2o_create_handler(&hostconf->fallback_path, sizeof(*notfound));
+        notfound->on_req = on_req_not_found;
+        if (server->access_log != NULL)
+            h2o_access_log_register(&hostconf->fallback_path, server->access_log);
+    }
+    return 0;
+}
+
+/* Kept reachable when workers were given up on, so that leak checkers do not report what the exit reclaims. */
+static server_t *abandoned_server;
+
+/* Running ------------------------------------------------------------------------------------------------------- */
+
+static int wait_for_signal(const sigset_t *set)
+{
+    int sig;
+    for (;;) {
+        if (sigwait(set, &sig) != 0)
+            continue;
+        if (sig == SIGHUP) {
+            weir_info("SIGHUP ignored: restart weir to apply a new configuration");
+            continue;
+        }
+        return sig;
+    }
+}
+
+int weir_server_run(const weir_server_conf_t *conf)
+{
+    server_t *server = weir_calloc(1, sizeof(*server));
+    server->conf = conf;
+    sigset_t sigs;
+    unsigned num_created = 0;
+    int ret = 0;
+
+    signal(SIGPIPE, SIG_IGN);
+    sigemptyset(&sigs);
+    sigaddset(&sigs, SIGTERM);
+    sigaddset(&sigs, SIGINT);
+    sigaddset(&sigs, SIGHUP);
+    /* Blocked before any thread starts, so that every thread inherits the mask and only sigwait sees them. */
+    pthread_sigmask(SIG_BLOCK, &sigs, NULL);
+    pthread_mutex_init(&server->mutex, NULL);
+    pthread_cond_init(&server->cond, NULL);
+
+    server->ssl_ctxs = weir_calloc(conf->num_listeners, sizeof(*server->ssl_ctxs));
+    server->workers = weir_calloc(conf->num_threads, sizeof(*server->workers));
+    for (unsigned t = 0; t != conf->num_threads; ++t) {
+        worker_t *w = server->workers + t;
+        w->server = server;
+        w->id = t;
+        w->accept_ctxs = weir_calloc(conf->num_listeners, sizeof(*w->accept_ctxs));
+        w->listeners = weir_calloc(conf->num_listeners, sizeof(*w->listeners));
+        w->fds = weir_malloc(conf->num_listeners * sizeof(*w->fds));
+        for (size_t i = 0; i != conf->num_listeners; ++i)
+            w->fds[i] = -1;
+    }
+
+    for (size_t i = 0; i != conf->num_listeners; ++i) {
+        const weir_listen_conf_t *lc = conf->listeners + i;
+        if (lc->certificate_file != NULL && (server->ssl_ctxs[i] = create_ssl_ctx(lc)) == NULL) {
+            ret = -EINVAL;
+            goto Exit;
+        }
+        uint16_t port = lc->port;
+        for (unsigned t = 0; t != conf->num_threads; ++t)
+            if ((ret = bind_listener(lc, &port, &server->workers[t].fds[i])) != 0)
+                goto Exit;
+        const char *host = lc->host != NULL ? lc->host : "*";
+        weir_info("listening on %s://%s%s%s:%u", lc->certificate_file != NULL ? "https" : "http", strchr(host, ':') ? "[" : "",
+                  host, strchr(host, ':') ? "]" : "", (unsigned)port);
+    }
+
+    if ((ret = setup_globalconf(server)) != 0)
+        goto Exit;
+
+    for (unsigned t = 0; t != conf->num_threads; ++t) {
+        if ((ret = -pthread_create(&server->workers[t].tid, NULL, run_worker, server->workers + t)) != 0) {
+            weir_error("cannot start worker thread: %s", strerror(-ret));
+            break;
+        }
+        ++num_created;
+    }
+    pthread_mutex_lock(&server->mutex);
+    while (server->num_started != num_created)
+        pthread_cond_wait(&server->cond, &server->mutex);
+    if (ret == 0)
+        ret = server->start_error;
+    pthread_mutex_unlock(&server->mutex);
+
+    if (ret == 0) {
+        weir_info("weir %s ready: %u worker thread(s), pid %d", WEIR_VERSION, conf->num_threads, (int)getpid());
+        int sig = wait_for_signal(&sigs);
+        weir_info("%s received: draining (grace period %llu ms)", sig == SIGTERM ? "SIGTERM" : "SIGINT",
+                  (unsigned long long)conf->graceful_shutdown_timeout_ms);
+    }
+    for (unsigned t = 0; t != num_created; ++t)
+        uv_async_send(&server->workers[t].wake);
+    int abandoned = 0;
+    for (unsigned t = 0; t != num_created; ++t) {
+        pthread_join(server->workers[t].tid, NULL);
+        abandoned |= server->workers[t].abandoned;
+    }
+    if (abandoned) {
+        /* Some connections outlived the grace period: their memory belongs to loops that were left running, and is
+         * reclaimed by the process exit. */
+        weir_warn("stopped with connections still open");
+        abandoned_server = server;
+        return ret;
+    }
+    if (ret == 0)
+        weir_info("stopped");
+
+Exit:
+    if (server->access_log != NULL)
+        h2o_mem_release_shared(server->access_log);
+    if (server->globalconf_inited)
+        h2o_config_dispose(&server->globalconf);
+    for (unsigned t = 0; t != conf->num_threads; ++t) {
+        worker_t *w = server->workers + t;
+        for (size_t i = 0; i != conf->num_listeners; ++i)
+            if (w->fds[i] >= 0)
+                close(w->fds[i]);
+        free(w->accept_ctxs);
+        free(w->listeners);
+        free(w->fds);
+    }
+    free(server->workers);
+    for (size_t i = 0; i != conf->num_listeners; ++i)
+        SSL_CTX_free(server->ssl_ctxs[i]);
+    free(server->ssl_ctxs);
+    pthread_cond_destroy(&server->cond);
+    pthread_mutex_destroy(&server->mutex);
+    free(server);
+    return ret;
+}
