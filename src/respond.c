@@ -45,13 +45,51 @@ int weir_path_is_exact(h2o_req_t *req)
     return h2o_memis(path.base, path.len, conf.base, conf.len);
 }
 
+int weir_utf8_is_valid(const char *_s, size_t len)
+{
+    const unsigned char *s = (const unsigned char *)_s, *end = s + len;
+    while (s < end) {
+        unsigned c = *s;
+        if (c < 0x80) {
+            ++s;
+            continue;
+        }
+        size_t n;
+        unsigned min, cp;
+        if ((c & 0xe0) == 0xc0) {
+            n = 1, min = 0x80, cp = c & 0x1f;
+        } else if ((c & 0xf0) == 0xe0) {
+            n = 2, min = 0x800, cp = c & 0x0f;
+        } else if ((c & 0xf8) == 0xf0) {
+            n = 3, min = 0x10000, cp = c & 0x07;
+        } else {
+            return 0;
+        }
+        if ((size_t)(end - s) <= n)
+            return 0;
+        for (size_t i = 1; i <= n; ++i) {
+            if ((s[i] & 0xc0) != 0x80)
+                return 0;
+            cp = cp << 6 | (s[i] & 0x3f);
+        }
+        /* no overlong forms, no UTF-16 surrogates, nothing above U+10FFFF */
+        if (cp < min || (cp >= 0xd800 && cp <= 0xdfff) || cp > 0x10ffff)
+            return 0;
+        s += n + 1;
+    }
+    return 1;
+}
+
 int weir_json_quote(h2o_mem_pool_t *pool, const char *s, size_t len, h2o_iovec_t *out)
 {
-    yajl_gen gen = yajl_gen_alloc(NULL);
     const unsigned char *buf;
     size_t buflen;
     int ret = 0;
 
+    /* yajl's own check lets overlong forms through: validate strictly first. */
+    if (!weir_utf8_is_valid(s, len))
+        return -EILSEQ;
+    yajl_gen gen = yajl_gen_alloc(NULL);
     yajl_gen_config(gen, yajl_gen_validate_utf8, 1);
     if (yajl_gen_string(gen, (const unsigned char *)s, len) != yajl_gen_status_ok) {
         ret = -EILSEQ;

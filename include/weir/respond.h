@@ -29,6 +29,9 @@ void weir_respond_not_found(h2o_req_t *req);
  */
 int weir_path_is_exact(h2o_req_t *req);
 
+/** True when @p s is well-formed UTF-8 (RFC 3629: no overlong forms, no surrogates, at most U+10FFFF). */
+int weir_utf8_is_valid(const char *s, size_t len);
+
 /**
  * Writes @p s as a quoted JSON string into @p pool.
  * @return 0, or -EILSEQ when @p s is not valid UTF-8 (nothing written).

@@ -1,0 +1,81 @@
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <string.h>
+#include <cmocka.h>
+#include "weir/calc.h"
+
+/* Reference values printed by Python: sum(i*i for i in range(n)). */
+static const struct {
+    uint64_t n;
+    const char *sum;
+} KNOWN[] = {
+    {0, "0"},
+    {1, "0"},
+    {2, "1"},
+    {3, "5"},
+    {10, "285"},
+    {1000, "332833500"},
+    {1000000, "333332833333500000"},
+    {3000000, "8999995500000500000"},
+    {3810778, "18446735571075162805"}, /* the last n whose sum fits in 64 bits */
+    {3810779, "18446750093104128089"}, /* the first n whose sum does not */
+    {5000000, "41666654166667500000"},
+    {100000000, "333333328333333350000000"},
+};
+
+static void test_sum_known_values(void **state)
+{
+    char buf[48];
+    for (size_t i = 0; i < sizeof(KNOWN) / sizeof(KNOWN[0]); ++i) {
+        weir_u128_to_str(weir_calc_sum_squares(KNOWN[i].n), buf);
+        assert_string_equal(buf, KNOWN[i].sum);
+    }
+}
+
+static void test_sum_matches_closed_form(void **state)
+{
+    /* Checked against (n-1)n(2n-1)/6 in 128 bits, for n around the 64-bit carry. */
+    for (uint64_t n = 3810700; n < 3810900; n += 37) {
+        unsigned __int128 m = n;
+        unsigned __int128 expected = (m - 1) * m * (2 * m - 1) / 6;
+        assert_true(weir_calc_sum_squares(n) == expected);
+    }
+}
+
+static void test_u128_to_str(void **state)
+{
+    char buf[48];
+    assert_int_equal(weir_u128_to_str(0, buf), 1);
+    assert_string_equal(buf, "0");
+    assert_int_equal(weir_u128_to_str(7, buf), 1);
+    assert_string_equal(buf, "7");
+    weir_u128_to_str(UINT64_MAX, buf);
+    assert_string_equal(buf, "18446744073709551615");
+    weir_u128_to_str((unsigned __int128)UINT64_MAX + 1, buf);
+    assert_string_equal(buf, "18446744073709551616");
+    unsigned __int128 max = ~(unsigned __int128)0;
+    assert_int_equal(weir_u128_to_str(max, buf), 39);
+    assert_string_equal(buf, "340282366920938463463374607431768211455");
+}
+
+static void test_limit_fits(void **state)
+{
+    /* At the limit the sum stays below 2^128: (n-1)n(2n-1)/6 < n^3/3 < 2^96 / 3 * 2 for n = 2^32. */
+    unsigned __int128 n = WEIR_CALC_N_LIMIT;
+    assert_true(n * n * n / 3 < ((unsigned __int128)1 << 127));
+    assert_true((WEIR_CALC_N_LIMIT - 1) * (WEIR_CALC_N_LIMIT - 1) >= (WEIR_CALC_N_LIMIT - 1)); /* the square fits */
+}
+
+int main(int argc, char **argv)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_sum_known_values),
+        cmocka_unit_test(test_sum_matches_closed_form),
+        cmocka_unit_test(test_u128_to_str),
+        cmocka_unit_test(test_limit_fits),
+    };
+    if (argc > 1)
+        cmocka_set_test_filter(argv[1]);
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
