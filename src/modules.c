@@ -2,8 +2,9 @@
 #include "weir/module.h"
 #include "weir/upload.h"
 #include "weir/calc.h"
+#include "weir/cache.h"
 
-const weir_module_t *const weir_modules[] = {&weir_upload_module, &weir_calc_module, NULL};
+const weir_module_t *const weir_modules[] = {&weir_upload_module, &weir_calc_module, &weir_cache_module, NULL};
 
 const weir_module_t *weir_module_for_key(const char *key)
 {

@@ -1,0 +1,372 @@
+/*
+ * GET/PUT/DELETE /cache: validates the request, gives one call to the backend, answers when the call completes.
+ *
+ * Each call lives in a heap job. A guard on the request pool points at the job; its destructor (the request is gone:
+ * answered, reset, or the client left) clears the job's back-pointer, so a call that completes later, such as a late
+ * Redis reply, finds no request and only frees the job. The backend guarantees that every call completes exactly once.
+ */
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include "weir/cache.h"
+#include "weir/common.h"
+#include "weir/respond.h"
+
+typedef struct st_cache_handler_t {
+    h2o_handler_t super;
+    const weir_cache_backend_vtable_t *vt;
+    void *data;
+    size_t max_key_size;
+    size_t max_value_size;
+} cache_handler_t;
+
+typedef enum en_cache_op_t {
+    CACHE_GET,
+    CACHE_SET,
+    CACHE_DEL,
+} cache_op_t;
+
+typedef struct st_cache_job_t {
+    weir_cache_call_t call; /* first: the backend hands &job->call back */
+    cache_op_t op;
+    h2o_req_t *req;                /* NULL once the request is gone */
+    struct st_cache_job_t **guard; /* the slot on req->pool that points back here, while req is set */
+} cache_job_t;
+
+static const char ALLOW[] = "GET, PUT, DELETE";
+
+/* Strict UTF-8 (RFC 3629): no overlong forms, no surrogates, nothing above U+10FFFF. */
+static int is_valid_utf8(const unsigned char *s, size_t len)
+{
+    size_t i = 0;
+
+    while (i < len) {
+        /* Runs of ASCII, a word at a time. */
+        while (i + 8 <= len) {
+            uint64_t w;
+            memcpy(&w, s + i, 8);
+            if ((w & UINT64_C(0x8080808080808080)) != 0)
+                break;
+            i += 8;
+        }
+        if (i == len)
+            break;
+        unsigned c = s[i];
+        if (c < 0x80) {
+            ++i;
+            continue;
+        }
+        size_t n;
+        uint32_t cp, min;
+        if ((c & 0xe0) == 0xc0) {
+            n = 1, cp = c & 0x1f, min = 0x80;
+        } else if ((c & 0xf0) == 0xe0) {
+            n = 2, cp = c & 0x0f, min = 0x800;
+        } else if ((c & 0xf8) == 0xf0) {
+            n = 3, cp = c & 0x07, min = 0x10000;
+        } else {
+            return 0;
+        }
+        if (len - i <= n)
+            return 0;
+        for (size_t k = 1; k <= n; ++k) {
+            if ((s[i + k] & 0xc0) != 0x80)
+                return 0;
+            cp = (cp << 6) | (s[i + k] & 0x3f);
+        }
+        if (cp < min || cp > 0x10ffff || (cp >= 0xd800 && cp <= 0xdfff))
+            return 0;
+        i += n + 1;
+    }
+    return 1;
+}
+
+static void respond_bad_request(h2o_req_t *req, const char *message)
+{
+    weir_respond_error(req, 400, "Bad Request", message);
+}
+
+static int parse_key_or_respond(cache_handler_t *self, h2o_req_t *req, h2o_iovec_t *key)
+{
+    char msg[64];
+
+    switch (weir_query_get(req, "key", key)) {
+    case 0:
+        break;
+    case -ENOENT:
+        respond_bad_request(req, "missing key");
+        return -1;
+    default:
+        respond_bad_request(req, "malformed percent-encoding in the query");
+        return -1;
+    }
+    if (key->len == 0) {
+        respond_bad_request(req, "empty key");
+        return -1;
+    }
+    if (key->len > self->max_key_size) {
+        snprintf(msg, sizeof(msg), "key longer than %zu bytes", self->max_key_size);
+        respond_bad_request(req, msg);
+        return -1;
+    }
+    return 0;
+}
+
+static int parse_ttl_or_respond(h2o_req_t *req, uint32_t *ttl)
+{
+    h2o_iovec_t v;
+    uint64_t n = 0;
+
+    switch (weir_query_get(req, "ttl", &v)) {
+    case 0:
+        break;
+    case -ENOENT:
+        *ttl = 0;
+        return 0;
+    default:
+        respond_bad_request(req, "malformed percent-encoding in the query");
+        return -1;
+    }
+    if (v.len == 0 || v.len > 10)
+        goto Bad;
+    for (size_t i = 0; i < v.len; ++i) {
+        if (v.base[i] < '0' || v.base[i] > '9')
+            goto Bad;
+        n = n * 10 + (uint64_t)(v.base[i] - '0');
+    }
+    if (n < 1 || n > WEIR_CACHE_MAX_TTL)
+        goto Bad;
+    *ttl = (uint32_t)n;
+    return 0;
+Bad:
+    respond_bad_request(req, "ttl must be a whole number of seconds from 1 to 2147483647");
+    return -1;
+}
+
+static int parse_value_or_respond(cache_handler_t *self, h2o_req_t *req, h2o_iovec_t *value)
+{
+    char msg[64];
+
+    *value = req->entity.base != NULL ? req->entity : h2o_iovec_init("", 0);
+    if (value->len > self->max_value_size) {
+        snprintf(msg, sizeof(msg), "value longer than %zu bytes", self->max_value_size);
+        respond_bad_request(req, msg);
+        return -1;
+    }
+    if (!is_valid_utf8((const unsigned char *)value->base, value->len)) {
+        respond_bad_request(req, "value is not valid UTF-8");
+        return -1;
+    }
+    return 0;
+}
+
+static void respond_failure(h2o_req_t *req, const weir_cache_result_t *res)
+{
+    switch (res->status) {
+    case -EAGAIN:
+        weir_respond_error(req, 503, "Service Unavailable", res->message != NULL ? res->message : "cache backend unavailable");
+        break;
+    case -ETIMEDOUT:
+        weir_respond_error(req, 504, "Gateway Timeout", res->message != NULL ? res->message : "cache backend timed out");
+        break;
+    case -E2BIG:
+        weir_respond_error(req, 507, "Insufficient Storage", res->message != NULL ? res->message : "entry too large for the cache");
+        break;
+    default:
+        weir_respond_error(req, 502, "Bad Gateway", res->message != NULL ? res->message : "cache backend error");
+        break;
+    }
+}
+
+static void respond_result(h2o_req_t *req, cache_op_t op, const weir_cache_result_t *res)
+{
+    static const char NULL_BODY[] = "{\"data\": null}", SET_BODY[] = "{\"success\": true}",
+                      DELETED_BODY[] = "{\"success\": true, \"deleted\": true}",
+                      NOT_DELETED_BODY[] = "{\"success\": true, \"deleted\": false}";
+    h2o_iovec_t quoted, body;
+
+    if (op == CACHE_GET && res->status == -ENOENT) {
+        weir_respond_json(req, 200, "OK", NULL_BODY, sizeof(NULL_BODY) - 1);
+        return;
+    }
+    if (res->status != 0) {
+        respond_failure(req, res);
+        return;
+    }
+    switch (op) {
+    case CACHE_GET:
+        /* Only Redis can hold such a value (written by another program): memory values were checked on PUT. */
+        if (weir_json_quote(&req->pool, res->value.base, res->value.len, &quoted) != 0) {
+            weir_respond_error(req, 502, "Bad Gateway", "stored value is not valid UTF-8");
+            return;
+        }
+        body = h2o_concat(&req->pool, h2o_iovec_init(H2O_STRLIT("{\"data\": ")), quoted, h2o_iovec_init(H2O_STRLIT("}")));
+        weir_respond_json(req, 200, "OK", body.base, body.len);
+        break;
+    case CACHE_SET:
+        weir_respond_json(req, 200, "OK", SET_BODY, sizeof(SET_BODY) - 1);
+        break;
+    case CACHE_DEL:
+        if (res->deleted)
+            weir_respond_json(req, 200, "OK", DELETED_BODY, sizeof(DELETED_BODY) - 1);
+        else
+            weir_respond_json(req, 200, "OK", NOT_DELETED_BODY, sizeof(NOT_DELETED_BODY) - 1);
+        break;
+    }
+}
+
+static void on_call_done(weir_cache_call_t *call, const weir_cache_result_t *res)
+{
+    cache_job_t *job = (cache_job_t *)call;
+    h2o_req_t *req = job->req;
+
+    if (req != NULL) {
+        /* Detach first: answering may dispose the request, and with it the guard. */
+        *job->guard = NULL;
+        job->req = NULL;
+        respond_result(req, job->op, res);
+    }
+    free(job);
+}
+
+static void on_guard_dispose(void *_guard)
+{
+    cache_job_t **guard = _guard;
+    cache_job_t *job = *guard;
+
+    if (job != NULL) {
+        job->req = NULL;
+        job->guard = NULL;
+    }
+}
+
+static int on_req(h2o_handler_t *_self, h2o_req_t *req)
+{
+    cache_handler_t *self = (cache_handler_t *)_self;
+    h2o_iovec_t key, value = {NULL, 0};
+    uint32_t ttl = 0;
+    cache_op_t op;
+
+    if (!weir_path_is_exact(req)) {
+        weir_respond_not_found(req);
+        return 0;
+    }
+    if (h2o_memis(req->method.base, req->method.len, H2O_STRLIT("GET"))) {
+        op = CACHE_GET;
+    } else if (h2o_memis(req->method.base, req->method.len, H2O_STRLIT("PUT"))) {
+        op = CACHE_SET;
+    } else if (h2o_memis(req->method.base, req->method.len, H2O_STRLIT("DELETE"))) {
+        op = CACHE_DEL;
+    } else {
+        weir_respond_method_not_allowed(req, ALLOW);
+        return 0;
+    }
+    if (parse_key_or_respond(self, req, &key) != 0)
+        return 0; /* 400 already sent */
+    if (op == CACHE_SET && (parse_ttl_or_respond(req, &ttl) != 0 || parse_value_or_respond(self, req, &value) != 0))
+        return 0; /* 400 already sent */
+
+    cache_job_t *job = weir_calloc(1, sizeof(*job));
+    job->call.key = key;
+    job->call.value = value;
+    job->call.ttl = ttl;
+    job->call.on_done = on_call_done;
+    job->op = op;
+    job->req = req;
+    job->guard = h2o_mem_alloc_shared(&req->pool, sizeof(*job->guard), on_guard_dispose);
+    *job->guard = job;
+
+    void *thread = h2o_context_get_handler_context(req->conn->ctx, &self->super);
+    switch (op) {
+    case CACHE_GET:
+        self->vt->get(self->data, thread, &job->call);
+        break;
+    case CACHE_SET:
+        self->vt->set(self->data, thread, &job->call);
+        break;
+    case CACHE_DEL:
+        self->vt->del(self->data, thread, &job->call);
+        break;
+    }
+    /* The job may be freed already (the memory backend completes at once). */
+    return 0;
+}
+
+static void on_context_init(h2o_handler_t *_self, h2o_context_t *ctx)
+{
+    cache_handler_t *self = (cache_handler_t *)_self;
+    void *thread = NULL;
+
+    if (self->vt->start != NULL) {
+        int ret = self->vt->start(self->data, ctx->loop, &thread);
+        if (ret != 0) {
+            weir_error("cache: cannot start the %s backend on this thread: %s", self->vt->name, strerror(-ret));
+            thread = NULL;
+        }
+    }
+    h2o_context_set_handler_context(ctx, &self->super, thread);
+}
+
+static void on_context_dispose(h2o_handler_t *_self, h2o_context_t *ctx)
+{
+    cache_handler_t *self = (cache_handler_t *)_self;
+    void *thread = h2o_context_get_handler_context(ctx, &self->super);
+
+    if (self->vt->stop != NULL && thread != NULL)
+        self->vt->stop(self->data, thread);
+    h2o_context_set_handler_context(ctx, &self->super, NULL);
+}
+
+static void on_dispose(h2o_handler_t *_self)
+{
+    cache_handler_t *self = (cache_handler_t *)_self;
+
+    self->vt->destroy(self->data);
+}
+
+int weir_cache_register(h2o_pathconf_t *pathconf, const weir_cache_settings_t *s)
+{
+    const weir_cache_backend_vtable_t *vt;
+    void *data;
+    int ret;
+
+    if (s->max_key_size < 1 || s->max_key_size > 65536 || s->max_value_size > 512 * 1024 * 1024) {
+        weir_error("cache: max-key-size must be 1..65536 and max-value-size at most 512 MiB");
+        return -EINVAL;
+    }
+    switch (s->backend) {
+    case WEIR_CACHE_BACKEND_MEMORY: {
+        weir_cache_memory_options_t opts = {.max_bytes = s->memory_max_bytes,
+                                            .max_entry_size = s->max_key_size + s->max_value_size};
+        if ((data = weir_cache_memory_create(&opts)) == NULL) {
+            weir_error("cache: memory.max-bytes (%llu) cannot hold one entry of max-key-size + max-value-size bytes",
+                       (unsigned long long)s->memory_max_bytes);
+            return -EINVAL;
+        }
+        vt = &weir_cache_memory_vtable;
+    } break;
+    case WEIR_CACHE_BACKEND_REDIS: {
+        weir_cache_redis_options_t opts = {
+            .url = s->redis_url, .pool_size = s->redis_pool, .timeout_ms = s->redis_timeout_ms, .prefix = s->redis_prefix};
+        weir_cache_redis_t *redis;
+        if ((ret = weir_cache_redis_create(&opts, &redis)) != 0)
+            return ret;
+        data = redis;
+        vt = &weir_cache_redis_vtable;
+    } break;
+    default:
+        return -EINVAL;
+    }
+
+    cache_handler_t *self = (cache_handler_t *)h2o_create_handler(pathconf, sizeof(*self));
+    self->super.on_context_init = on_context_init;
+    self->super.on_context_dispose = on_context_dispose;
+    self->super.dispose = on_dispose;
+    self->super.on_req = on_req;
+    self->vt = vt;
+    self->data = data;
+    self->max_key_size = s->max_key_size;
+    self->max_value_size = s->max_value_size;
+    return 0;
+}
