@@ -36,52 +36,6 @@ typedef struct st_cache_job_t {
 
 static const char ALLOW[] = "GET, PUT, DELETE";
 
-/* Strict UTF-8 (RFC 3629): no overlong forms, no surrogates, nothing above U+10FFFF. */
-static int is_valid_utf8(const unsigned char *s, size_t len)
-{
-    size_t i = 0;
-
-    while (i < len) {
-        /* Runs of ASCII, a word at a time. */
-        while (i + 8 <= len) {
-            uint64_t w;
-            memcpy(&w, s + i, 8);
-            if ((w & UINT64_C(0x8080808080808080)) != 0)
-                break;
-            i += 8;
-        }
-        if (i == len)
-            break;
-        unsigned c = s[i];
-        if (c < 0x80) {
-            ++i;
-            continue;
-        }
-        size_t n;
-        uint32_t cp, min;
-        if ((c & 0xe0) == 0xc0) {
-            n = 1, cp = c & 0x1f, min = 0x80;
-        } else if ((c & 0xf0) == 0xe0) {
-            n = 2, cp = c & 0x0f, min = 0x800;
-        } else if ((c & 0xf8) == 0xf0) {
-            n = 3, cp = c & 0x07, min = 0x10000;
-        } else {
-            return 0;
-        }
-        if (len - i <= n)
-            return 0;
-        for (size_t k = 1; k <= n; ++k) {
-            if ((s[i + k] & 0xc0) != 0x80)
-                return 0;
-            cp = (cp << 6) | (s[i + k] & 0x3f);
-        }
-        if (cp < min || cp > 0x10ffff || (cp >= 0xd800 && cp <= 0xdfff))
-            return 0;
-        i += n + 1;
-    }
-    return 1;
-}
-
 static void respond_bad_request(h2o_req_t *req, const char *message)
 {
     weir_respond_error(req, 400, "Bad Request", message);
@@ -154,7 +108,7 @@ static int parse_value_or_respond(cache_handler_t *self, h2o_req_t *req, h2o_iov
         respond_bad_request(req, msg);
         return -1;
     }
-    if (!is_valid_utf8((const unsigned char *)value->base, value->len)) {
+    if (!weir_utf8_is_valid((const char *)value->base, value->len)) {
         respond_bad_request(req, "value is not valid UTF-8");
         return -1;
     }

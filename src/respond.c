@@ -47,35 +47,46 @@ int weir_path_is_exact(h2o_req_t *req)
 
 int weir_utf8_is_valid(const char *_s, size_t len)
 {
-    const unsigned char *s = (const unsigned char *)_s, *end = s + len;
-    while (s < end) {
-        unsigned c = *s;
+    const unsigned char *s = (const unsigned char *)_s;
+    size_t i = 0;
+
+    while (i < len) {
+        /* Runs of ASCII, a word at a time. */
+        while (i + 8 <= len) {
+            uint64_t w;
+            memcpy(&w, s + i, 8);
+            if ((w & UINT64_C(0x8080808080808080)) != 0)
+                break;
+            i += 8;
+        }
+        if (i == len)
+            break;
+        unsigned c = s[i];
         if (c < 0x80) {
-            ++s;
+            ++i;
             continue;
         }
         size_t n;
-        unsigned min, cp;
+        uint32_t cp, min;
         if ((c & 0xe0) == 0xc0) {
-            n = 1, min = 0x80, cp = c & 0x1f;
+            n = 1, cp = c & 0x1f, min = 0x80;
         } else if ((c & 0xf0) == 0xe0) {
-            n = 2, min = 0x800, cp = c & 0x0f;
+            n = 2, cp = c & 0x0f, min = 0x800;
         } else if ((c & 0xf8) == 0xf0) {
-            n = 3, min = 0x10000, cp = c & 0x07;
+            n = 3, cp = c & 0x07, min = 0x10000;
         } else {
             return 0;
         }
-        if ((size_t)(end - s) <= n)
+        if (len - i <= n)
             return 0;
-        for (size_t i = 1; i <= n; ++i) {
-            if ((s[i] & 0xc0) != 0x80)
+        for (size_t k = 1; k <= n; ++k) {
+            if ((s[i + k] & 0xc0) != 0x80)
                 return 0;
-            cp = cp << 6 | (s[i] & 0x3f);
+            cp = (cp << 6) | (s[i + k] & 0x3f);
         }
-        /* no overlong forms, no UTF-16 surrogates, nothing above U+10FFFF */
-        if (cp < min || (cp >= 0xd800 && cp <= 0xdfff) || cp > 0x10ffff)
+        if (cp < min || cp > 0x10ffff || (cp >= 0xd800 && cp <= 0xdfff))
             return 0;
-        s += n + 1;
+        i += n + 1;
     }
     return 1;
 }
