@@ -9,6 +9,7 @@
 #include "weir/server.h"
 
 #define DEFAULT_TIMEOUT_MS 10000
+#define DEFAULT_HTTP1_REQUEST_TIMEOUT_MS 60000
 #define MAX_NUM_THREADS 1024
 
 void weir_server_conf_init(weir_server_conf_t *conf)
@@ -19,7 +20,9 @@ void weir_server_conf_init(weir_server_conf_t *conf)
     conf->num_threads = ncpu < 1 ? 1 : ncpu > MAX_NUM_THREADS ? MAX_NUM_THREADS : (unsigned)ncpu;
     conf->limit_request_body = 10 * 1024 * 1024;
     conf->graceful_shutdown_timeout_ms = DEFAULT_TIMEOUT_MS;
-    conf->http1_request_timeout_ms = DEFAULT_TIMEOUT_MS;
+    /* 60 s, as nginx's client_header_timeout: load generators such as ab open a spare connection they never use, and
+     * a shorter timeout closes it in the middle of a long run, which they count as a failed request. */
+    conf->http1_request_timeout_ms = DEFAULT_HTTP1_REQUEST_TIMEOUT_MS;
     conf->http2_idle_timeout_ms = DEFAULT_TIMEOUT_MS;
 }
 

@@ -143,7 +143,7 @@ static void test_example(void **state)
     assert_true(f.conf.limit_request_body == 10485760);
     assert_string_equal(f.conf.access_log, "/var/log/weir/access.log");
     assert_true(f.conf.graceful_shutdown_timeout_ms == 10000);
-    assert_true(f.conf.http1_request_timeout_ms == 10000);
+    assert_true(f.conf.http1_request_timeout_ms == 60000);
     assert_true(f.conf.http2_idle_timeout_ms == 10000);
     assert_int_equal(f.conf.num_hosts, 1);
     assert_string_equal(f.conf.hosts[0].name, "default");
@@ -180,7 +180,7 @@ static void test_defaults(void **state)
     assert_true(f.conf.limit_request_body == 10485760);
     assert_null(f.conf.access_log);
     assert_true(f.conf.graceful_shutdown_timeout_ms == 10000);
-    assert_true(f.conf.http1_request_timeout_ms == 10000);
+    assert_true(f.conf.http1_request_timeout_ms == 60000);
     assert_true(f.conf.http2_idle_timeout_ms == 10000);
     assert_int_equal(f.conf.listeners[0].port, 0);
     assert_null(f.conf.listeners[0].host);
