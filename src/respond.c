@@ -1,4 +1,5 @@
 #include <errno.h>
+#include <pthread.h>
 #include <string.h>
 #include <yajl/yajl_gen.h>
 #include "weir/respond.h"
@@ -91,26 +92,53 @@ int weir_utf8_is_valid(const char *_s, size_t len)
     return 1;
 }
 
+/* One yajl generator per thread, reused for every string: quoting then costs no allocation beyond the copy into the
+ * request's pool. The generator is freed when its thread exits. */
+static pthread_key_t gen_key;
+static pthread_once_t gen_once = PTHREAD_ONCE_INIT;
+
+static void free_gen(void *gen)
+{
+    yajl_gen_free(gen);
+}
+
+static void create_gen_key(void)
+{
+    pthread_key_create(&gen_key, free_gen);
+}
+
+static yajl_gen thread_gen(void)
+{
+    pthread_once(&gen_once, create_gen_key);
+    yajl_gen gen = pthread_getspecific(gen_key);
+    if (gen == NULL) {
+        gen = yajl_gen_alloc(NULL);
+        pthread_setspecific(gen_key, gen);
+    }
+    return gen;
+}
+
 int weir_json_quote(h2o_mem_pool_t *pool, const char *s, size_t len, h2o_iovec_t *out)
 {
+    /* Beyond this, a grown buffer is given back rather than kept for the thread's next string. */
+    static const size_t KEEP_BUFFER_MAX = 64 * 1024;
     const unsigned char *buf;
     size_t buflen;
-    int ret = 0;
 
-    /* yajl's own check lets overlong forms through: validate strictly first. */
+    /* Validated here, strictly: yajl's own check lets overlong forms through. */
     if (!weir_utf8_is_valid(s, len))
         return -EILSEQ;
-    yajl_gen gen = yajl_gen_alloc(NULL);
-    yajl_gen_config(gen, yajl_gen_validate_utf8, 1);
-    if (yajl_gen_string(gen, (const unsigned char *)s, len) != yajl_gen_status_ok) {
-        ret = -EILSEQ;
-        goto Exit;
-    }
+    yajl_gen gen = thread_gen();
+    yajl_gen_reset(gen, NULL);
+    yajl_gen_clear(gen);
+    yajl_gen_string(gen, (const unsigned char *)s, len);
     yajl_gen_get_buf(gen, &buf, &buflen);
     *out = h2o_strdup(pool, (const char *)buf, buflen);
-Exit:
-    yajl_gen_free(gen);
-    return ret;
+    if (buflen > KEEP_BUFFER_MAX) {
+        yajl_gen_free(gen);
+        pthread_setspecific(gen_key, NULL);
+    }
+    return 0;
 }
 
 static int hexval(int c)
