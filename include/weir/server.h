@@ -38,12 +38,12 @@ typedef struct st_weir_host_conf_t {
 typedef struct st_weir_server_conf_t {
     weir_listen_conf_t *listeners;
     size_t num_listeners;
-    unsigned num_threads;                   /**< `num-threads`, default: number of CPUs */
-    uint64_t limit_request_body;            /**< `limit-request-body` in bytes, default 10 MiB */
-    char *access_log;                       /**< `access-log`, NULL when absent */
-    uint64_t graceful_shutdown_timeout_ms;  /**< `graceful-shutdown-timeout` (seconds in YAML), default 10 s */
-    uint64_t http1_request_timeout_ms;      /**< `http1-request-timeout` (seconds), default 60 s */
-    uint64_t http2_idle_timeout_ms;         /**< `http2-idle-timeout` (seconds), default 10 s */
+    unsigned num_threads;                  /**< `num-threads`, default: number of CPUs */
+    uint64_t limit_request_body;           /**< `limit-request-body` in bytes, default 10 MiB */
+    char *access_log;                      /**< `access-log`, NULL when absent */
+    uint64_t graceful_shutdown_timeout_ms; /**< `graceful-shutdown-timeout` (seconds in YAML), default 10 s */
+    uint64_t http1_request_timeout_ms;     /**< `http1-request-timeout` (seconds), default 60 s */
+    uint64_t http2_idle_timeout_ms;        /**< `http2-idle-timeout` (seconds), default 10 s */
     weir_host_conf_t *hosts;
     size_t num_hosts;
 } weir_server_conf_t;

@@ -109,9 +109,9 @@ static void test_utf8_validation(void **state)
 {
     assert_true(weir_utf8_is_valid("", 0));
     assert_true(weir_utf8_is_valid("ascii", 5));
-    assert_true(weir_utf8_is_valid("\xc3\xa9", 2));         /* U+00E9 */
-    assert_true(weir_utf8_is_valid("\xef\xbf\xbf", 3));     /* U+FFFF */
-    assert_true(weir_utf8_is_valid("\xf4\x8f\xbf\xbf", 4)); /* U+10FFFF */
+    assert_true(weir_utf8_is_valid("\xc3\xa9", 2));          /* U+00E9 */
+    assert_true(weir_utf8_is_valid("\xef\xbf\xbf", 3));      /* U+FFFF */
+    assert_true(weir_utf8_is_valid("\xf4\x8f\xbf\xbf", 4));  /* U+10FFFF */
     assert_false(weir_utf8_is_valid("\xc0\x80", 2));         /* overlong NUL */
     assert_false(weir_utf8_is_valid("\xe0\x80\xaf", 3));     /* overlong '/' */
     assert_false(weir_utf8_is_valid("\xed\xa0\x80", 3));     /* surrogate U+D800 */
