@@ -31,21 +31,20 @@ weir_version() {
 
 # The Debian mirror (and security mirror) that apt on this machine uses; WEIR_DEBIAN_MIRROR and
 # WEIR_DEBIAN_SECURITY_MIRROR override them.
-debian_mirror() {
-    local m=${WEIR_DEBIAN_MIRROR:-}
+# Prints the archive URI apt on this machine uses for the repository labelled $2, else $3; $1 overrides both.
+apt_mirror() {
+    local m=$1
     if [ -z "$m" ]; then
         m=$(apt-get indextargets --format '$(REPO_URI) $(LABEL)' 'Created-By: Packages' 2>/dev/null |
-            awk '$2 == "Debian" { print $1; exit }')
+            awk -v label="$2" '$2 == label { print $1; exit }')
     fi
-    printf '%s\n' "${m:-http://deb.debian.org/debian/}"
+    printf '%s\n' "${m:-$3}"
+}
+debian_mirror() {
+    apt_mirror "${WEIR_DEBIAN_MIRROR:-}" Debian http://deb.debian.org/debian/
 }
 debian_security_mirror() {
-    local m=${WEIR_DEBIAN_SECURITY_MIRROR:-}
-    if [ -z "$m" ]; then
-        m=$(apt-get indextargets --format '$(REPO_URI) $(LABEL)' 'Created-By: Packages' 2>/dev/null |
-            awk '$2 == "Debian-Security" { print $1; exit }')
-    fi
-    printf '%s\n' "${m:-http://deb.debian.org/debian-security/}"
+    apt_mirror "${WEIR_DEBIAN_SECURITY_MIRROR:-}" Debian-Security http://deb.debian.org/debian-security/
 }
 
 # Installs the host tools the scripts need (as root; otherwise says what to install).
