@@ -1,9 +1,11 @@
 /*
  * GET/PUT/DELETE /cache: validates the request, gives one call to the backend, answers when the call completes.
  *
- * Each call lives in a heap job. A guard on the request pool points at the job; its destructor (the request is gone:
- * answered, reset, or the client left) clears the job's back-pointer, so a call that completes later, such as a late
- * Redis reply, finds no request and only frees the job. The backend guarantees that every call completes exactly once.
+ * A call to a backend that completes at once (memory) lives on the stack, and a GET's value is copied straight into
+ * the request's pool: a cache hit allocates nothing outside that pool. A call that completes later (Redis) lives in a
+ * heap job. A guard on the request pool points at it; its destructor (the request is gone: answered, reset, or the
+ * client left) clears the job's back-pointer, so a late reply finds no request and only frees the job. The backend
+ * guarantees that every call completes exactly once.
  */
 #include <errno.h>
 #include <stdio.h>
@@ -31,7 +33,8 @@ typedef struct st_cache_job_t {
     weir_cache_call_t call; /* first: the backend hands &job->call back */
     cache_op_t op;
     h2o_req_t *req;                /* NULL once the request is gone */
-    struct st_cache_job_t **guard; /* the slot on req->pool that points back here, while req is set */
+    struct st_cache_job_t **guard; /* the slot on req->pool that points back here, while req is set; NULL on the stack */
+    int on_heap;
 } cache_job_t;
 
 static const char ALLOW[] = "GET, PUT, DELETE";
@@ -177,11 +180,13 @@ static void on_call_done(weir_cache_call_t *call, const weir_cache_result_t *res
 
     if (req != NULL) {
         /* Detach first: answering may dispose the request, and with it the guard. */
-        *job->guard = NULL;
+        if (job->guard != NULL)
+            *job->guard = NULL;
         job->req = NULL;
         respond_result(req, job->op, res);
     }
-    free(job);
+    if (job->on_heap)
+        free(job);
 }
 
 static void on_guard_dispose(void *_guard)
@@ -221,17 +226,26 @@ static int on_req(h2o_handler_t *_self, h2o_req_t *req)
     if (op == CACHE_SET && (parse_ttl_or_respond(req, &ttl) != 0 || parse_value_or_respond(self, req, &value) != 0))
         return 0; /* 400 already sent */
 
-    cache_job_t *job = weir_calloc(1, sizeof(*job));
+    void *thread = h2o_context_get_handler_context(req->conn->ctx, &self->super);
+    cache_job_t stack_job, *job;
+    if (self->vt->completes_at_once) {
+        /* The call is over when the backend returns: the request cannot go away meanwhile, no guard is needed, and the
+         * value can be copied straight into the request's pool. */
+        job = &stack_job;
+        *job = (cache_job_t){.call = {.pool = &req->pool}};
+    } else {
+        job = weir_calloc(1, sizeof(*job));
+        job->on_heap = 1;
+        job->guard = h2o_mem_alloc_shared(&req->pool, sizeof(*job->guard), on_guard_dispose);
+        *job->guard = job;
+    }
     job->call.key = key;
     job->call.value = value;
     job->call.ttl = ttl;
     job->call.on_done = on_call_done;
     job->op = op;
     job->req = req;
-    job->guard = h2o_mem_alloc_shared(&req->pool, sizeof(*job->guard), on_guard_dispose);
-    *job->guard = job;
 
-    void *thread = h2o_context_get_handler_context(req->conn->ctx, &self->super);
     switch (op) {
     case CACHE_GET:
         self->vt->get(self->data, thread, &job->call);
@@ -243,7 +257,7 @@ static int on_req(h2o_handler_t *_self, h2o_req_t *req)
         self->vt->del(self->data, thread, &job->call);
         break;
     }
-    /* The job may be freed already (the memory backend completes at once). */
+    /* A heap job may be freed already; a stack job is over. */
     return 0;
 }
 

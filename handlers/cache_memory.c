@@ -409,7 +409,9 @@ int weir_cache_memory_set(weir_cache_memory_t *m, const void *key, size_t key_le
     return 0;
 }
 
-int weir_cache_memory_get(weir_cache_memory_t *m, const void *key, size_t key_len, char **value, size_t *value_len)
+/* Looks up key and, while the shard is locked, copies the live value (and its NUL) into alloc(alloc_data, size). */
+static int memory_get(weir_cache_memory_t *m, const void *key, size_t key_len, void *(*alloc)(void *, size_t), void *alloc_data,
+                      char **value, size_t *value_len)
 {
     uint64_t hash = siphash13(m->sip_k0, m->sip_k1, key, key_len);
     shard_t *s = shard_for(m, hash);
@@ -428,7 +430,7 @@ int weir_cache_memory_get(weir_cache_memory_t *m, const void *key, size_t key_le
         h2o_linklist_unlink(&e->lru);
         h2o_linklist_insert(&s->lru, &e->lru);
         *value_len = e->value_len;
-        *value = weir_malloc(e->value_len + 1);
+        *value = alloc(alloc_data, e->value_len + 1);
         memcpy(*value, e->bytes + e->key_len, e->value_len + 1);
         ret = 0;
     }
@@ -437,6 +439,26 @@ int weir_cache_memory_get(weir_cache_memory_t *m, const void *key, size_t key_le
 
     free_list(garbage);
     return ret;
+}
+
+static void *heap_alloc(void *unused, size_t size)
+{
+    return weir_malloc(size);
+}
+
+static void *pool_alloc(void *pool, size_t size)
+{
+    return h2o_mem_alloc_pool(pool, size);
+}
+
+int weir_cache_memory_get(weir_cache_memory_t *m, const void *key, size_t key_len, char **value, size_t *value_len)
+{
+    return memory_get(m, key, key_len, heap_alloc, NULL, value, value_len);
+}
+
+int weir_cache_memory_get_pool(weir_cache_memory_t *m, const void *key, size_t key_len, h2o_mem_pool_t *pool, h2o_iovec_t *value)
+{
+    return memory_get(m, key, key_len, pool_alloc, pool, &value->base, &value->len);
 }
 
 int weir_cache_memory_del(weir_cache_memory_t *m, const void *key, size_t key_len)
@@ -528,9 +550,14 @@ int weir_cache_memory_check(weir_cache_memory_t *m)
 static void backend_get(void *data, void *thread, weir_cache_call_t *call)
 {
     weir_cache_result_t res = {0};
+
+    if (call->pool != NULL) {
+        res.status = weir_cache_memory_get_pool(data, call->key.base, call->key.len, call->pool, &res.value);
+        call->on_done(call, &res);
+        return;
+    }
     char *value = NULL;
     size_t len = 0;
-
     res.status = weir_cache_memory_get(data, call->key.base, call->key.len, &value, &len);
     res.value = h2o_iovec_init(value, len);
     call->on_done(call, &res);
@@ -562,6 +589,7 @@ static void backend_destroy(void *data)
 
 const weir_cache_backend_vtable_t weir_cache_memory_vtable = {
     .name = "memory",
+    .completes_at_once = 1,
     .start = NULL,
     .stop = NULL,
     .get = backend_get,

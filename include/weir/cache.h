@@ -97,6 +97,11 @@ struct st_weir_cache_call_t {
     h2o_iovec_t value; /**< set: the value; likewise valid only during the call */
     uint32_t ttl;      /**< set: seconds to live, 0 for none */
     /**
+     * get: when not NULL, a backend may place the value it hands to on_done in this pool instead of a buffer of its
+     * own (the memory backend does: no allocation of its own per hit). The value is then valid as long as the pool.
+     */
+    h2o_mem_pool_t *pool;
+    /**
      * Called exactly once, on the thread (and loop) the command was given on; it may be called before get/set/del
      * returns (memory), or later from the loop (redis). The call may be freed inside.
      */
@@ -106,6 +111,8 @@ struct st_weir_cache_call_t {
 /** A backend's operations; every function takes the backend's own @p data. */
 typedef struct st_weir_cache_backend_vtable_t {
     const char *name;
+    /** Non-zero when every call completes (on_done is called) before get/set/del returns. */
+    int completes_at_once;
     /**
      * Starts the per-thread state of a worker whose loop is @p loop, from inside that thread (may be NULL).
      * @return 0 with *thread set, or a negative errno-style code.
@@ -178,6 +185,12 @@ int weir_cache_memory_set(weir_cache_memory_t *m, const void *key, size_t key_le
  * @return 0, or -ENOENT when absent or expired (an expired entry is reclaimed).
  */
 int weir_cache_memory_get(weir_cache_memory_t *m, const void *key, size_t key_len, char **value, size_t *value_len);
+
+/**
+ * As weir_cache_memory_get, but the copy is allocated in @p pool (h2o_mem_alloc_pool; NUL-terminated, the NUL not
+ * counted in value->len).
+ */
+int weir_cache_memory_get_pool(weir_cache_memory_t *m, const void *key, size_t key_len, h2o_mem_pool_t *pool, h2o_iovec_t *value);
 
 /** Removes @p key. @return 1 when a live entry was removed, 0 when there was none (or only an expired one). */
 int weir_cache_memory_del(weir_cache_memory_t *m, const void *key, size_t key_len);

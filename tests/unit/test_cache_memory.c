@@ -477,6 +477,37 @@ static void test_vtable(void **state)
     vt->destroy(m);
 }
 
+/* With call.pool set, the value handed to on_done is a copy in that pool: it outlives the call, stays unchanged when
+ * the entry is replaced or deleted, and is freed with the pool (ASan/LSan check both). */
+static void test_get_into_pool(void **state)
+{
+    const weir_cache_backend_vtable_t *vt = &weir_cache_memory_vtable;
+    weir_cache_memory_t *m = create_store(1 << 20, 0, NULL);
+    h2o_mem_pool_t pool;
+    call_t c;
+    h2o_iovec_t v;
+
+    assert_true(vt->completes_at_once);
+    h2o_mem_init_pool(&pool);
+    run(vt->set, m, &c, "k", "first value", 0);
+    memset(&c, 0, sizeof(c));
+    c.call.key = h2o_iovec_init(H2O_STRLIT("k"));
+    c.call.on_done = on_done;
+    c.call.pool = &pool;
+    vt->get(m, NULL, &c.call);
+    assert_int_equal(c.done, 1);
+    assert_int_equal(c.res.status, 0);
+    v = c.res.value;
+    assert_int_equal(v.len, strlen("first value"));
+    run(vt->set, m, &c, "k", "other value", 0);
+    run(vt->del, m, &c, "k", NULL, 0);
+    assert_memory_equal(v.base, "first value", v.len + 1); /* with its NUL */
+
+    assert_int_equal(weir_cache_memory_get_pool(m, H2O_STRLIT("k"), &pool, &v), -ENOENT);
+    h2o_mem_clear_pool(&pool);
+    vt->destroy(m);
+}
+
 int main(int argc, char **argv)
 {
     const struct CMUnitTest tests[] = {
@@ -492,6 +523,7 @@ int main(int argc, char **argv)
         cmocka_unit_test(test_concurrent_access),
         cmocka_unit_test(test_cross_thread_visibility),
         cmocka_unit_test(test_vtable),
+        cmocka_unit_test(test_get_into_pool),
     };
     if (argc > 1)
         cmocka_set_test_filter(argv[1]);
