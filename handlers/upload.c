@@ -1,7 +1,11 @@
 /*
  * POST /upload: each request waits for a slot of the handler's gate (FIFO, shared by all worker threads), holds it
- * for a random delay measured by its own uv timer, then answers. The guard on the request pool is the one place
- * that cancels: whatever the job's state, it gives the slot (or the place in the queue) back and closes the timer.
+ * for a random delay on its worker's timing wheel (one uv timer per thread, not one per request), then answers.
+ *
+ * The job lives in one shared allocation on the request pool, so it is freed with the request and nothing outlives
+ * it; h2o calls its destructor when the request is disposed (answered, reset, or the client is gone). That destructor
+ * is the one place that cancels: whatever the job's state, it gives the slot (or the place in the queue) back and
+ * takes the delay off the wheel.
  */
 #include <errno.h>
 #include <pthread.h>
@@ -12,6 +16,7 @@
 #include "weir/gate.h"
 #include "weir/respond.h"
 #include "weir/upload.h"
+#include "weir/wheel.h"
 
 typedef struct st_upload_handler_t {
     h2o_handler_t super;
@@ -19,12 +24,18 @@ typedef struct st_upload_handler_t {
     weir_gate_t gate;
 } upload_handler_t;
 
+/* Per worker thread (the handler's context). */
+typedef struct st_upload_thread_t {
+    weir_gate_inbox_t *inbox;
+    weir_wheel_t *wheel;
+} upload_thread_t;
+
 typedef struct st_upload_job_t {
     weir_gate_waiter_t waiter;
+    weir_wheel_entry_t delay;
     upload_handler_t *handler;
-    h2o_req_t *req;                 /* NULL once the request is gone or answered */
-    struct st_upload_job_t **guard; /* the slot on req->pool that points back here */
-    uv_timer_t *timer;              /* heap, freed in its close callback; NULL before the delay starts */
+    upload_thread_t *thread;
+    h2o_req_t *req; /* NULL once answered */
 } upload_job_t;
 
 static const char SUCCESS_BODY[] = "{\"success\": true}";
@@ -61,48 +72,26 @@ static uint64_t *thread_rng(void)
     return &state;
 }
 
-static void on_timer_closed(uv_handle_t *handle)
-{
-    free(handle->data);
-    free(handle);
-}
-
-/* Frees the job, through the timer's close callback when there is a timer. The job must be detached already. */
-static void destroy_job(upload_job_t *job)
-{
-    if (job->timer != NULL) {
-        job->timer->data = job;
-        uv_close((uv_handle_t *)job->timer, on_timer_closed);
-    } else {
-        free(job);
-    }
-}
-
-/* Gives the slot back and detaches the job from its request; returns the request, which may be answered now. */
+/* Gives the slot back; returns the request, which may be answered now (that disposes the job). */
 static h2o_req_t *finish_job(upload_job_t *job)
 {
     h2o_req_t *req = job->req;
     weir_gate_release(&job->handler->gate, &job->waiter);
-    *job->guard = NULL;
     job->req = NULL;
-    destroy_job(job);
     return req;
 }
 
-static void on_guard_dispose(void *_guard)
+static void on_job_dispose(void *_job)
 {
-    upload_job_t *job = *(upload_job_t **)_guard;
-    if (job == NULL)
-        return; /* answered already */
-    /* The client went away while queued or during its delay. */
+    upload_job_t *job = _job;
+    /* Answered, or the client went away while queued or during its delay: both calls are no-ops when done already. */
     weir_gate_release(&job->handler->gate, &job->waiter);
-    job->req = NULL;
-    destroy_job(job);
+    weir_wheel_cancel(job->thread->wheel, &job->delay);
 }
 
-static void on_delay_done(uv_timer_t *timer)
+static void on_delay_done(weir_wheel_entry_t *delay)
 {
-    h2o_req_t *req = finish_job(timer->data);
+    h2o_req_t *req = finish_job(H2O_STRUCT_FROM_MEMBER(upload_job_t, delay, delay));
     weir_respond_json(req, 200, "OK", SUCCESS_BODY, sizeof(SUCCESS_BODY) - 1);
 }
 
@@ -110,10 +99,7 @@ static void start_delay(upload_job_t *job)
 {
     const weir_upload_settings_t *s = &job->handler->settings;
     uint32_t delay = weir_upload_draw_delay(thread_rng(), s->delay_min_ms, s->delay_max_ms);
-    job->timer = weir_malloc(sizeof(*job->timer));
-    uv_timer_init(job->req->conn->ctx->loop, job->timer);
-    job->timer->data = job;
-    uv_timer_start(job->timer, on_delay_done, delay, 0);
+    weir_wheel_add(job->thread->wheel, &job->delay, delay, on_delay_done);
 }
 
 /* HTTP/1: h2o does not read a connection while its request is being handled, so a client that closed is not noticed
@@ -156,14 +142,10 @@ static int on_req(h2o_handler_t *_self, h2o_req_t *req)
         return 0;
     }
 
-    upload_job_t *job = weir_calloc(1, sizeof(*job));
-    job->handler = self;
-    job->req = req;
-    job->guard = h2o_mem_alloc_shared(&req->pool, sizeof(*job->guard), on_guard_dispose);
-    *job->guard = job;
+    upload_job_t *job = h2o_mem_alloc_shared(&req->pool, sizeof(*job), on_job_dispose);
+    *job = (upload_job_t){.handler = self, .thread = h2o_context_get_handler_context(req->conn->ctx, &self->super), .req = req};
 
-    weir_gate_inbox_t *inbox = h2o_context_get_handler_context(req->conn->ctx, &self->super);
-    if (weir_gate_acquire(&self->gate, inbox, &job->waiter, on_granted))
+    if (weir_gate_acquire(&self->gate, job->thread->inbox, &job->waiter, on_granted))
         start_delay(job);
     return 0;
 }
@@ -171,13 +153,19 @@ static int on_req(h2o_handler_t *_self, h2o_req_t *req)
 static void on_context_init(h2o_handler_t *_self, h2o_context_t *ctx)
 {
     upload_handler_t *self = (void *)_self;
-    h2o_context_set_handler_context(ctx, &self->super, weir_gate_inbox_create(&self->gate, ctx->loop));
+    upload_thread_t *thread = weir_malloc(sizeof(*thread));
+    thread->inbox = weir_gate_inbox_create(&self->gate, ctx->loop);
+    thread->wheel = weir_wheel_create(ctx->loop, self->settings.delay_max_ms);
+    h2o_context_set_handler_context(ctx, &self->super, thread);
 }
 
 static void on_context_dispose(h2o_handler_t *_self, h2o_context_t *ctx)
 {
     upload_handler_t *self = (void *)_self;
-    weir_gate_inbox_destroy(h2o_context_get_handler_context(ctx, &self->super));
+    upload_thread_t *thread = h2o_context_get_handler_context(ctx, &self->super);
+    weir_gate_inbox_destroy(thread->inbox);
+    weir_wheel_destroy(thread->wheel);
+    free(thread);
 }
 
 static void on_dispose(h2o_handler_t *_self)
