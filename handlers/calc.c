@@ -1,7 +1,7 @@
 /*
- * GET /calc: sum(i*i for i in range(n)) on libuv's thread pool, so that the worker loop keeps serving while the sum
- * is computed. The work callback sees only the job's own copy of n; the after-work callback, on the loop that queued
- * the work, answers if the request is still there.
+ * GET /calc: sum(i*i for i in range(n)) on the handler's work pool (calc.threads threads at nice 10, see workpool.h),
+ * so that the worker loop keeps serving while the sum is computed. The work callback sees only the job's own copy of
+ * n; the done callback, on the loop that submitted the work, answers if the request is still there.
  */
 #include <errno.h>
 #include <stdlib.h>
@@ -12,17 +12,19 @@
 #include "weir/calc.h"
 #include "weir/common.h"
 #include "weir/respond.h"
+#include "weir/workpool.h"
 
-/* nice value of the thread-pool threads that run sums */
+/* nice value of the pool threads that run sums: a saturated /calc leaves the worker loops the CPU they need */
 #define CALC_NICE 10
 
 typedef struct st_calc_handler_t {
     h2o_handler_t super;
     weir_calc_settings_t settings;
+    weir_workpool_t *pool;
 } calc_handler_t;
 
 typedef struct st_calc_job_t {
-    uv_work_t work;
+    weir_work_t work;
     h2o_req_t *req;               /* NULL once the request is gone */
     struct st_calc_job_t **guard; /* the slot on req->pool that points back here */
     uint64_t n;
@@ -58,37 +60,24 @@ size_t weir_u128_to_str(unsigned __int128 v, char *buf)
     return len;
 }
 
-static void on_work(uv_work_t *work)
+static void on_work(weir_work_t *work)
 {
-    calc_job_t *job = work->data;
-    static __thread int deprioritized;
-
-    /* The pool's threads compete for the CPU with the worker loops. Lowering their priority once (per thread, as
-     * Linux allows) keeps the loops' latency low while /calc saturates the machine: the sums still get every cycle
-     * the loops leave. */
-    if (!deprioritized) {
-        setpriority(PRIO_PROCESS, (id_t)syscall(SYS_gettid), CALC_NICE);
-        deprioritized = 1;
-    }
+    calc_job_t *job = (calc_job_t *)work;
     job->result = weir_calc_sum_squares(job->n);
 }
 
-static void on_after_work(uv_work_t *work, int status)
+static void on_work_done(weir_work_t *work)
 {
-    calc_job_t *job = work->data;
+    calc_job_t *job = (calc_job_t *)work;
     h2o_req_t *req = job->req;
 
     if (req != NULL) {
         *job->guard = NULL;
-        if (status == 0) {
-            char body[64];
-            size_t len = (size_t)snprintf(body, sizeof(body), "{\"result\": ");
-            len += weir_u128_to_str(job->result, body + len);
-            body[len++] = '}';
-            weir_respond_json(req, 200, "OK", body, len);
-        } else {
-            weir_respond_error(req, 503, "Service Unavailable", "calculation was cancelled");
-        }
+        char body[64];
+        size_t len = (size_t)snprintf(body, sizeof(body), "{\"result\": ");
+        len += weir_u128_to_str(job->result, body + len);
+        body[len++] = '}';
+        weir_respond_json(req, 200, "OK", body, len);
     }
     free(job);
 }
@@ -98,10 +87,11 @@ static void on_guard_dispose(void *_guard)
     calc_job_t *job = *(calc_job_t **)_guard;
     if (job == NULL)
         return;
-    /* The client went away. The work may still be queued: try to cancel it (the after-callback then runs with
-     * UV_ECANCELED); if it is running, it finishes and the after-callback only frees the job. */
+    /* The client went away. Work still queued is taken back; work already running finishes, and its done callback
+     * only frees the job. */
     job->req = NULL;
-    uv_cancel((uv_req_t *)&job->work);
+    if (weir_workpool_cancel(&job->work))
+        free(job);
 }
 
 /* Parses ?n= into @p n; answers 400 itself when it is not a decimal integer within [0, max]. */
@@ -155,27 +145,59 @@ static int on_req(h2o_handler_t *_self, h2o_req_t *req)
     if (parse_n_or_respond(req, &self->settings, &n) != 0)
         return 0;
 
+    weir_workpool_inbox_t *inbox = h2o_context_get_handler_context(req->conn->ctx, &self->super);
+    if (inbox == NULL) {
+        weir_respond_error(req, 503, "Service Unavailable", "the calculation pool is not available");
+        return 0;
+    }
     calc_job_t *job = weir_calloc(1, sizeof(*job));
     job->n = n;
     job->req = req;
-    job->work.data = job;
+    if (weir_workpool_submit(inbox, &job->work, on_work, on_work_done) != 0) {
+        free(job);
+        weir_respond_error(req, 503, "Service Unavailable", "the calculation pool is not available");
+        return 0;
+    }
     job->guard = h2o_mem_alloc_shared(&req->pool, sizeof(*job->guard), on_guard_dispose);
     *job->guard = job;
-    int ret = uv_queue_work(req->conn->ctx->loop, &job->work, on_work, on_after_work);
-    if (ret != 0) {
-        *job->guard = NULL;
-        free(job);
-        weir_respond_error(req, 503, "Service Unavailable", uv_strerror(ret));
-    }
     return 0;
+}
+
+static void on_context_init(h2o_handler_t *_self, h2o_context_t *ctx)
+{
+    calc_handler_t *self = (void *)_self;
+    h2o_context_set_handler_context(ctx, &self->super, weir_workpool_inbox_create(self->pool, ctx->loop));
+}
+
+static void on_context_dispose(h2o_handler_t *_self, h2o_context_t *ctx)
+{
+    calc_handler_t *self = (void *)_self;
+    weir_workpool_inbox_t *inbox = h2o_context_get_handler_context(ctx, &self->super);
+    if (inbox != NULL)
+        weir_workpool_inbox_destroy(inbox);
+}
+
+static void on_dispose(h2o_handler_t *_self)
+{
+    calc_handler_t *self = (void *)_self;
+    weir_workpool_destroy(self->pool);
 }
 
 int weir_calc_register(h2o_pathconf_t *pathconf, const weir_calc_settings_t *s)
 {
-    if (s->n > s->max_n || s->max_n > WEIR_CALC_N_LIMIT)
+    if (s->n > s->max_n || s->max_n > WEIR_CALC_N_LIMIT || s->threads > WEIR_CALC_MAX_THREADS)
         return -EINVAL;
+    unsigned threads = s->threads;
+    if (threads == 0) {
+        long ncpu = sysconf(_SC_NPROCESSORS_ONLN);
+        threads = ncpu >= 1 ? (unsigned)ncpu : 1;
+    }
     calc_handler_t *self = (void *)h2o_create_handler(pathconf, sizeof(*self));
     self->super.on_req = on_req;
+    self->super.on_context_init = on_context_init;
+    self->super.on_context_dispose = on_context_dispose;
+    self->super.dispose = on_dispose;
     self->settings = *s;
+    self->pool = weir_workpool_create(threads, CALC_NICE);
     return 0;
 }

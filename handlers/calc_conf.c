@@ -6,6 +6,7 @@ void weir_calc_settings_init(weir_calc_settings_t *s)
 {
     s->n = 1000000;
     s->max_n = 100000000;
+    s->threads = 0;
 }
 
 static void init_settings(void *settings)
@@ -19,6 +20,12 @@ static int parse_key(void *settings, const char *key, const weir_conf_node_t *va
     uint64_t *field;
     int64_t v;
 
+    if (strcmp(key, "calc.threads") == 0) {
+        if (weir_conf_to_int64(value, 1, WEIR_CALC_MAX_THREADS, &v, errs) != 0)
+            return -1;
+        self->threads = (unsigned)v;
+        return 0;
+    }
     if (strcmp(key, "calc.n") == 0)
         field = &self->n;
     else if (strcmp(key, "calc.max-n") == 0)

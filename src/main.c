@@ -78,14 +78,6 @@ int main(int argc, char **argv)
         return 0;
     }
 
-    /* /calc runs on libuv's thread pool, process-wide and sized on first use: give it at least one thread per CPU. */
-    if (getenv("UV_THREADPOOL_SIZE") == NULL) {
-        char buf[24];
-        long ncpu = sysconf(_SC_NPROCESSORS_ONLN);
-        snprintf(buf, sizeof(buf), "%ld", ncpu > 4 ? ncpu : 4);
-        setenv("UV_THREADPOOL_SIZE", buf, 1);
-    }
-
     int ret = weir_server_run(&conf);
     weir_server_conf_dispose(&conf);
     return ret == 0 ? 0 : 1;

@@ -123,7 +123,8 @@ static const char EXAMPLE[] = "listen:\n"
                               "        upload.delay-max: 200\n"
                               "      /calc:\n"
                               "        calc.n: 1000000\n"
-                              "        calc.max-n: 100000000\n";
+                              "        calc.max-n: 100000000\n"
+                              "        calc.threads: 3\n";
 
 static void test_example(void **state)
 {
@@ -161,6 +162,7 @@ static void test_example(void **state)
     calc = f.conf.hosts[0].paths[1].settings;
     assert_true(calc->n == 1000000);
     assert_true(calc->max_n == 100000000);
+    assert_int_equal(calc->threads, 3);
     fixture_dispose(&f);
 }
 
@@ -191,6 +193,7 @@ static void test_defaults(void **state)
     calc = f.conf.hosts[0].paths[1].settings;
     assert_true(calc->n == 7);
     assert_true(calc->max_n == 100000000);
+    assert_int_equal(calc->threads, 0); /* one per CPU, chosen when the handler is registered */
     fixture_dispose(&f);
 }
 
@@ -376,7 +379,8 @@ static void test_out_of_range(void **state)
                   "http1-request-timeout: 3601\n"
                   "http2-idle-timeout: -1\n"
                   "hosts:\n  default:\n    paths:\n"
-                  "      /upload:\n        upload.concurrency: 1000001\n        upload.delay-max: 3600001\n",
+                  "      /upload:\n        upload.concurrency: 1000001\n        upload.delay-max: 3600001\n"
+                  "      /calc:\n        calc.threads: 0\n      /calc2:\n        calc.threads: 1025\n",
                   "conf/x.yaml:2: in \"port\": expected an integer from 0 to 65535, got \"65536\"",
                   "conf/x.yaml:3: in \"num-threads\": expected an integer from 1 to 1024, got \"0\"",
                   "conf/x.yaml:4: in \"limit-request-body\": expected a size in bytes from 1 to 4294967296 (suffixes K, M, G "
@@ -385,7 +389,9 @@ static void test_out_of_range(void **state)
                   "conf/x.yaml:6: in \"http1-request-timeout\": expected an integer from 1 to 3600, got \"3601\"",
                   "conf/x.yaml:7: in \"http2-idle-timeout\": expected an integer from 1 to 3600, got \"-1\"",
                   "conf/x.yaml:12: in \"upload.concurrency\": expected an integer from 1 to 1000000, got \"1000001\"",
-                  "conf/x.yaml:13: in \"upload.delay-max\": expected an integer from 0 to 3600000, got \"3600001\"", NULL);
+                  "conf/x.yaml:13: in \"upload.delay-max\": expected an integer from 0 to 3600000, got \"3600001\"",
+                  "conf/x.yaml:15: in \"calc.threads\": expected an integer from 1 to 1024, got \"0\"",
+                  "conf/x.yaml:17: in \"calc.threads\": expected an integer from 1 to 1024, got \"1025\"", NULL);
 }
 
 static void test_calc_max_n_limit(void **state)
