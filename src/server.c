@@ -89,8 +89,9 @@ static void on_accept(uv_stream_t *listener, int status)
     uv_tcp_nodelay(conn, 1);
     h2o_socket_t *sock = h2o_uv_socket_create((uv_stream_t *)conn, on_connection_closed);
     /* The access log is written when the request is disposed; h2o caches the peer's address on first use, and by
-     * then the peer may be gone. */
-    h2o_socket_getpeername(sock, (void *)&ss);
+     * then the peer may be gone. Without an access log nothing asks for it: spare the system call. */
+    if (worker->server->access_log != NULL)
+        h2o_socket_getpeername(sock, (void *)&ss);
     h2o_accept(accept_ctx, sock);
 }
 
