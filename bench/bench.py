@@ -755,7 +755,7 @@ def exp3():
                     r2 = ab(step + " (n=%d)" % P["exp3_weir_n"], srv.url("/calc"), P["exp3_weir_n"], c, limit=120)
                     cpu1 = cpu_seconds(tree)
                     th1 = thread_cpu(srv.pid)
-                    # Threads in creation order: the main thread, `threads` worker loops, then libuv's pool.
+                    # Threads in creation order: the main thread, `threads` worker loops, then the /calc work pool's threads.
                     tids = sorted(th1)
                     loops, pool = tids[1:1 + threads], tids[1 + threads:]
                     nn2 = float(P["exp3_weir_n"])
@@ -1439,7 +1439,7 @@ def analyse(exp1_rows, calc_rows, loop_rows, scale_rows, ceil_rows, iso_rows, re
             if w_loop is not None and w_pool is not None and loop_cpu:
                 lines.append("")
                 lines.append("Where weir's CPU goes (per request, from each thread's /proc/PID/task/TID/schedstat): the "
-                             "sums on libuv's pool threads **%.3f ms** (the bare loop: %.3f ms CPU, ratio %.2f), the "
+                             "sums on the /calc pool's threads **%.3f ms** (the bare loop: %.3f ms CPU, ratio %.2f), the "
                              "HTTP worker loop **%.3f ms**: ab without `-k`, as in the seed, opens and closes a TCP "
                              "connection for every request, and that accept / read / respond / close on loopback is "
                              "most of the difference." % (w_pool, loop_cpu, w_pool / loop_cpu, w_loop))
@@ -1509,10 +1509,12 @@ def analyse(exp1_rows, calc_rows, loop_rows, scale_rows, ceil_rows, iso_rows, re
             lines.append("Where that memory goes (a plain socket client: %d connections that send nothing, then one "
                          "POST each, held 3 s): **%s KiB per idle connection** (socket, h2o connection, libuv "
                          "handle), **+%s KiB per request** once it has been read, **%s KiB in all** (median of %d). "
-                         "The request's share is libh2o 2.2.5's socket input buffer: the first read reserves 4 KiB in "
-                         "a buffer whose minimum capacity is 2 x 4096 bytes (`h2o_socket_buffer_prototype`), kept for "
-                         "the life of the connection, plus the request's memory pool. h2load's connections also hold "
-                         "the previous response's state, hence the higher figure above." % (
+                         "The request's share is two pages that libh2o 2.2.5 touches for every request it reads: the "
+                         "first page of the connection's socket input buffer (8 KiB reserved at the first read, "
+                         "`h2o_socket_buffer_prototype`, kept for the life of the connection) and the first 4 KiB "
+                         "chunk of the request's memory pool, where h2o keeps the parsed headers; weir's own share (the "
+                         "upload job, one allocation linked to that pool) is about 150 bytes. h2load's connections also hold the previous "
+                         "response's state, hence the higher figure above." % (
                              conns, fmt(median([r["idle_kib_per_conn"] for r in probe]), 2),
                              fmt(median([r["request_kib"] for r in probe]), 2),
                              fmt(median([r["total_kib"] for r in probe]), 2), len(probe)))
@@ -1562,7 +1564,7 @@ def analyse(exp1_rows, calc_rows, loop_rows, scale_rows, ceil_rows, iso_rows, re
     if iso_rows:
         lines = ["/cache hits at a fixed rate (`h2load --h1 -c %d --rps %d -D %d`, %d req/s in all) with latency "
                  "percentiles from h2load's per-request log, first alone, then while `ab -c 8 /calc` keeps weir's "
-                 "thread pool busy (weir: 1 worker thread, libuv's 4 pool threads, all on cpu %s)." % (
+                 "thread pool busy (weir: 1 worker thread, the /calc pool's threads (one per CPU, nice 10), all on cpu %s)." % (
                      P["exp6_clients"], P["exp6_rps_per_client"], P["exp6_duration"],
                      P["exp6_clients"] * P["exp6_rps_per_client"], SERVER_CPUS), ""]
         trs = []
