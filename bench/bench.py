@@ -1409,7 +1409,7 @@ def analyse(exp1_rows, calc_rows, loop_rows, scale_rows, ceil_rows, iso_rows, re
         lines = ["`ab -n %d -c %d /calc` (sum of i**2 for i < 1,000,000; every server answers 333332833333500000). "
                  "CPU is the server's user + system time during the measured run (from /proc/PID/stat)." %
                  (P["exp3_n"], P["exp3_c"]), ""]
-        labels3 = dict(CALC_SERVERS + [("weir-2cores", "weir, 2 cores (num-threads 2, ab unpinned)")])
+        labels3 = dict(CALC_SERVERS + [("weir-2cores", "weir, 2 cores (num-threads 2, on cpus 0-1; ab on cpu 1, sharing it)")])
         trs = []
         for sid in ["weir", "weir-2cores", "aiohttp", "flask-threaded", "flask"]:
             rr = [r for r in calc_rows if r["server"] == sid and r.get("rps") is not None]
