@@ -79,6 +79,16 @@ static void close_loop(uv_loop_t *loop)
     assert_int_equal(uv_loop_close(loop), 0);
 }
 
+/* Submits w[0..n) to a pool of one thread, w[0] blocking that thread until open_gate(); returns once w[0] runs, so
+ * that w[1..n) are queued. */
+static void submit_behind_a_blocked_one(weir_workpool_inbox_t *inbox, test_work_t *w, int n)
+{
+    w[0].block = 1;
+    for (int i = 0; i < n; ++i)
+        assert_int_equal(weir_workpool_submit(inbox, &w[i].work, on_run, on_done), 0);
+    wait_running(1);
+}
+
 /* One thread: work runs in submission order, each done exactly once on the loop's thread, with the nice value asked. */
 static void test_order_and_delivery(void **state)
 {
@@ -120,10 +130,7 @@ static void test_cancel(void **state)
     weir_workpool_t *pool = weir_workpool_create(1, 0);
     weir_workpool_inbox_t *inbox = weir_workpool_inbox_create(pool, &loop);
 
-    w[0].block = 1;
-    for (int i = 0; i < 4; ++i)
-        assert_int_equal(weir_workpool_submit(inbox, &w[i].work, on_run, on_done), 0);
-    wait_running(1); /* w[0] runs and blocks the only thread; w[1..3] are queued */
+    submit_behind_a_blocked_one(inbox, w, 4);
     assert_int_equal(weir_workpool_cancel(&w[0].work), 0);
     assert_int_equal(weir_workpool_cancel(&w[2].work), 1);
     assert_int_equal(weir_workpool_cancel(&w[2].work), 0); /* not queued any more */
@@ -165,10 +172,7 @@ static void test_destroy_inbox_with_work_outstanding(void **state)
     weir_workpool_t *pool = weir_workpool_create(1, 0);
     weir_workpool_inbox_t *inbox = weir_workpool_inbox_create(pool, &loop);
 
-    w[0].block = 1;
-    for (int i = 0; i < 3; ++i)
-        assert_int_equal(weir_workpool_submit(inbox, &w[i].work, on_run, on_done), 0);
-    wait_running(1);
+    submit_behind_a_blocked_one(inbox, w, 3);
     weir_workpool_inbox_destroy(inbox);
     assert_int_equal(weir_workpool_cancel(&w[2].work), 1);
     open_gate();
