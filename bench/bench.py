@@ -1443,11 +1443,16 @@ def analyse(exp1_rows, calc_rows, loop_rows, scale_rows, ceil_rows, iso_rows, re
             w_pool = median([r.get("pool_cpu_ms_per_req") for r in calc_rows if r["server"] == "weir"])
             if w_loop is not None and w_pool is not None and loop_cpu:
                 lines.append("")
+                if w_pool / loop_cpu > 1.1:
+                    why = ("most of the difference is the sums themselves costing more inside the server than alone "
+                           "(the same code, run while the core also takes the wakeups of one TCP connection per "
+                           "request); in this VM that cost moves with the host's load, see bench/NOTES.md")
+                else:
+                    why = ("ab without `-k`, as in the seed, opens and closes a TCP connection for every request, and "
+                           "that accept / read / respond / close on loopback is most of the difference")
                 lines.append("Where weir's CPU goes (per request, from each thread's /proc/PID/task/TID/schedstat): the "
                              "sums on the /calc pool's threads **%.3f ms** (the bare loop: %.3f ms CPU, ratio %.2f), the "
-                             "HTTP worker loop **%.3f ms**: ab without `-k`, as in the seed, opens and closes a TCP "
-                             "connection for every request, and that accept / read / respond / close on loopback is "
-                             "most of the difference." % (w_pool, loop_cpu, w_pool / loop_cpu, w_loop))
+                             "HTTP worker loop **%.3f ms**: %s." % (w_pool, loop_cpu, w_pool / loop_cpu, w_loop, why))
             if w_cpu and loop_cpu:
                 targets.append(dict(exp="3", target="the same in CPU time per request (insensitive to neighbours)",
                                     measured="%.3f ms vs %.3f ms (%.2fx)" % (w_cpu, loop_cpu, w_cpu / loop_cpu),
@@ -1512,8 +1517,10 @@ def analyse(exp1_rows, calc_rows, loop_rows, scale_rows, ceil_rows, iso_rows, re
         if probe:
             lines.append("")
             lines.append("Where that memory goes (a plain socket client: %d connections that send nothing, then one "
-                         "POST each, held 3 s): **%s KiB per idle connection** (socket, h2o connection, libuv "
-                         "handle), **+%s KiB per request** once it has been read, **%s KiB in all** (median of %d). "
+                         "POST each, held 3 s): **%s KiB per silent connection** (weir's listeners defer accepting a "
+                         "connection until its client speaks, so the kernel holds these and weir has allocated nothing "
+                         "yet), **+%s KiB per request** once it has been read (the socket, h2o's connection, the libuv "
+                         "handle and the request), **%s KiB in all** (median of %d). "
                          "The request's share is two pages that libh2o 2.2.5 touches for every request it reads: the "
                          "first page of the connection's socket input buffer (8 KiB reserved at the first read, "
                          "`h2o_socket_buffer_prototype`, kept for the life of the connection) and the first 4 KiB "

@@ -95,6 +95,40 @@ class ProtocolsTest(unittest.TestCase):
                     self.assert_fixed_length(r, "HTTP/1.0 %s %s" % (method, path))
                     c.close()
 
+    def test_clients_that_speak_late_are_served(self):
+        # The listeners defer accepting a connection until its client sends something: a client (HTTP/1, TLS) that
+        # connects and waits before speaking is still served, and one that never speaks costs weir no connection.
+        with tls_weir() as w:
+            plain, tls_port = w.ports[0][2], w.ports[1][2]
+            fds_before = w.fd_count()
+            late = socket.create_connection(("127.0.0.1", plain), timeout=10)
+            late_tls = socket.create_connection(("127.0.0.1", tls_port), timeout=10)
+            silent = [socket.create_connection(("127.0.0.1", plain), timeout=10) for _ in range(20)]
+            time.sleep(1.5)
+            self.assertLessEqual(w.fd_count() - fds_before, 2, "weir accepted connections that sent nothing")
+            late.sendall(b"GET /calc?n=3 HTTP/1.0\r\n\r\n")
+            data = b""
+            while True:
+                chunk = late.recv(65536)
+                if not chunk:
+                    break
+                data += chunk
+            self.assertTrue(data.startswith(b"HTTP/1.1 200"), data[:64])
+            self.assertTrue(data.endswith(b'{"result": 5}'), data[-64:])
+            late.close()
+            s = wt.tls_client_context(["http/1.1"]).wrap_socket(late_tls, server_hostname="localhost")
+            s.sendall(b"GET /calc?n=3 HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n")
+            data = b""
+            while True:
+                chunk = s.recv(65536)
+                if not chunk:
+                    break
+                data += chunk
+            self.assertTrue(data.endswith(b'{"result": 5}'), data[-64:])
+            s.close()
+            for c in silent:
+                c.close()
+
     def test_keepalive_reuse(self):
         with Weir(make_config()) as w:
             c = wt.HTTP1Conn(w.port)
