@@ -1054,7 +1054,10 @@ def machine_facts():
         "pinning": ("server on cpu %s, load generators on cpu %s" % (SERVER_CPUS, LOAD_CPUS)) if SERVER_CPUS else
                    "none (1 cpu)",
         "weir": sh("%s --version 2>&1 | head -n1" % shlex.quote(WEIR)),
-        "weir_commit": sh("cd %s && git describe --always --dirty --abbrev=7 2>/dev/null" % shlex.quote(ROOT)) or "(no commit yet)",
+        # "-dirty" when weir's tree differs from the commit; this run's own output (bench/results, RESULTS.md) does not count
+        "weir_commit": (sh("cd %s && git describe --always --abbrev=7 2>/dev/null" % shlex.quote(ROOT)) or "(no commit yet)")
+                       + ("-dirty" if sh("cd %s && git status --porcelain --untracked-files=no -- . ':!bench/results' "
+                                         "':!bench/RESULTS.md' 2>/dev/null" % shlex.quote(ROOT)) else ""),
         "cc": sh("cc --version | head -n1"),
         "packages": {},
     }
@@ -1517,10 +1520,11 @@ def analyse(exp1_rows, calc_rows, loop_rows, scale_rows, ceil_rows, iso_rows, re
         if probe:
             lines.append("")
             lines.append("Where that memory goes (a plain socket client: %d connections that send nothing, then one "
-                         "POST each, held 3 s): **%s KiB per silent connection** (weir's listeners defer accepting a "
-                         "connection until its client speaks, so the kernel holds these and weir has allocated nothing "
-                         "yet), **+%s KiB per request** once it has been read (the socket, h2o's connection, the libuv "
-                         "handle and the request), **%s KiB in all** (median of %d). "
+                         "POST each, held 3 s): **%s KiB per silent connection** (weir's listeners ask the kernel to defer "
+                         "each connection until its client speaks; in a burst of this size the kernel hands some over "
+                         "anyway, and those cost weir the socket, h2o's connection and the libuv handle), **+%s KiB per "
+                         "request** once it has been read (the rest of the connections, and the requests), **%s KiB in "
+                         "all** (median of %d). "
                          "The request's share is two pages that libh2o 2.2.5 touches for every request it reads: the "
                          "first page of the connection's socket input buffer (8 KiB reserved at the first read, "
                          "`h2o_socket_buffer_prototype`, kept for the life of the connection) and the first 4 KiB "
