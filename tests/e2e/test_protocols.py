@@ -49,6 +49,16 @@ REQUESTS = [
 ]
 
 
+def read_to_close(sock):
+    """Everything the peer sends until it closes the connection."""
+    data = b""
+    while True:
+        chunk = sock.recv(65536)
+        if not chunk:
+            return data
+        data += chunk
+
+
 class ProtocolsTest(unittest.TestCase):
     def assert_fixed_length(self, r, what):
         self.assertIn("content-length", r.headers, "%s: no Content-Length:\n%s" % (what, r.raw_head))
@@ -107,23 +117,13 @@ class ProtocolsTest(unittest.TestCase):
             time.sleep(1.5)
             self.assertLessEqual(w.fd_count() - fds_before, 2, "weir accepted connections that sent nothing")
             late.sendall(b"GET /calc?n=3 HTTP/1.0\r\n\r\n")
-            data = b""
-            while True:
-                chunk = late.recv(65536)
-                if not chunk:
-                    break
-                data += chunk
+            data = read_to_close(late)
             self.assertTrue(data.startswith(b"HTTP/1.1 200"), data[:64])
             self.assertTrue(data.endswith(b'{"result": 5}'), data[-64:])
             late.close()
             s = wt.tls_client_context(["http/1.1"]).wrap_socket(late_tls, server_hostname="localhost")
             s.sendall(b"GET /calc?n=3 HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n")
-            data = b""
-            while True:
-                chunk = s.recv(65536)
-                if not chunk:
-                    break
-                data += chunk
+            data = read_to_close(s)
             self.assertTrue(data.endswith(b'{"result": 5}'), data[-64:])
             s.close()
             for c in silent:
