@@ -986,6 +986,18 @@ def exp6():
     return rows
 
 
+def cache_h2load(step, name, backend, n, args, rep, rows):
+    """A fresh weir with the given /cache backend, a warm-up, then n GETs of the stored key; appends the row."""
+    srv, _ = cache_server(step + " weir " + name, backend=backend)
+    with srv:
+        url = srv.url("/cache?key=" + CACHE_KEY)
+        h2load(step + " weir %s warm-up" % name, url, ["-n", str(n // 10)] + args, 120)
+        r = h2load(step + " weir " + name, url, ["-n", str(n)] + args, 300)
+    rows.append(dict(what="weir /cache " + name, rep=rep, status=r["status"], rps=r.get("rps"), errors=r.get("errors"),
+                     mean_ms=r.get("mean_ms")))
+    return r
+
+
 def exp7():
     reps, n = P["reps"], P["exp7_n"]
     rows = []
@@ -1003,20 +1015,8 @@ def exp7():
             m = re.search(r'^"GET","([\d.]+)"', out, re.M)
             rb = float(m.group(1)) if m else None
             rows.append(dict(what="redis-benchmark GET", rep=rep, status="ok" if rb else "failed", rps=rb, errors=0))
-            srv, _ = cache_server(step + " weir redis", backend=("redis", redis.port))
-            with srv:
-                url = srv.url("/cache?key=" + CACHE_KEY)
-                h2load(step + " weir redis warm-up", url, ["-n", str(n // 10)] + args, 120)
-                r = h2load(step + " weir redis", url, ["-n", str(n)] + args, 300)
-                rows.append(dict(what="weir /cache redis", rep=rep, status=r["status"], rps=r.get("rps"),
-                                 errors=r.get("errors"), mean_ms=r.get("mean_ms")))
-        srv, _ = cache_server(step + " weir memory")
-        with srv:
-            url = srv.url("/cache?key=" + CACHE_KEY)
-            h2load(step + " weir memory warm-up", url, ["-n", str(n // 10)] + args, 120)
-            r2 = h2load(step + " weir memory", url, ["-n", str(n)] + args, 300)
-            rows.append(dict(what="weir /cache memory", rep=rep, status=r2["status"], rps=r2.get("rps"),
-                             errors=r2.get("errors"), mean_ms=r2.get("mean_ms")))
+            r = cache_h2load(step, "redis", ("redis", redis.port), n, args, rep, rows)
+        r2 = cache_h2load(step, "memory", ("memory",), n, args, rep, rows)
         progress("%s: redis-benchmark GET %s req/s, weir /cache redis %s req/s (errors %s), memory %s req/s" % (
             step, fmt(rb, 0), fmt(r.get("rps"), 0), r.get("errors"), fmt(r2.get("rps"), 0)))
     write_csv("redis.csv", ["what", "rep", "status", "rps", "errors", "mean_ms"], rows)
