@@ -1,9 +1,8 @@
 /* The memory backend of /cache: LRU order, TTLs, byte accounting, and concurrent use by several threads. */
 #include <stdarg.h>
 #include <stddef.h>
-#include <setjmp.h>
 #include <stdint.h>
-#include <cmocka.h>
+#include "unit.h"
 #include <errno.h>
 #include <pthread.h>
 #include <stdio.h>
@@ -508,24 +507,8 @@ static void test_get_into_pool(void **state)
     vt->destroy(m);
 }
 
-int main(int argc, char **argv)
-{
-    const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_set_get_del),
-        cmocka_unit_test(test_binary_keys),
-        cmocka_unit_test(test_accounting),
-        cmocka_unit_test(test_eviction_order),
-        cmocka_unit_test(test_too_large),
-        cmocka_unit_test(test_ttl_exact),
-        cmocka_unit_test(test_expired_reclaimed_in_passing),
-        cmocka_unit_test(test_expired_evicted_before_live),
-        cmocka_unit_test(test_many_keys),
-        cmocka_unit_test(test_concurrent_access),
-        cmocka_unit_test(test_cross_thread_visibility),
-        cmocka_unit_test(test_vtable),
-        cmocka_unit_test(test_get_into_pool),
-    };
-    if (argc > 1)
-        cmocka_set_test_filter(argv[1]);
-    return cmocka_run_group_tests(tests, NULL, NULL);
-}
+WEIR_UNIT_TESTS(cmocka_unit_test(test_set_get_del), cmocka_unit_test(test_binary_keys), cmocka_unit_test(test_accounting),
+                cmocka_unit_test(test_eviction_order), cmocka_unit_test(test_too_large), cmocka_unit_test(test_ttl_exact),
+                cmocka_unit_test(test_expired_reclaimed_in_passing), cmocka_unit_test(test_expired_evicted_before_live),
+                cmocka_unit_test(test_many_keys), cmocka_unit_test(test_concurrent_access),
+                cmocka_unit_test(test_cross_thread_visibility), cmocka_unit_test(test_vtable), cmocka_unit_test(test_get_into_pool))

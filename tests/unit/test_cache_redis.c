@@ -5,9 +5,8 @@
  */
 #include <stdarg.h>
 #include <stddef.h>
-#include <setjmp.h>
 #include <stdint.h>
-#include <cmocka.h>
+#include "unit.h"
 #include <errno.h>
 #include <fcntl.h>
 #include <netinet/in.h>
@@ -758,25 +757,15 @@ static void test_connection_attempt_deadline(void **state)
     env_stop(&e);
 }
 
-int main(int argc, char **argv)
-{
-    const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_parse_url),
-        cmocka_unit_test_setup_teardown(test_get_set_del, setup_server, teardown_server),
-        cmocka_unit_test_setup_teardown(test_ttl_and_interop, setup_server, teardown_server),
-        cmocka_unit_test_setup_teardown(test_auth_and_select, setup_server, teardown_server),
-        cmocka_unit_test_setup_teardown(test_unix_socket, setup_server, teardown_server),
-        cmocka_unit_test_setup_teardown(test_queued_before_connected, setup_server, teardown_server),
-        cmocka_unit_test_setup_teardown(test_down_then_recovers, setup_server, teardown_server),
-        cmocka_unit_test_setup_teardown(test_killed_and_restarted, setup_server, teardown_server),
-        cmocka_unit_test_setup_teardown(test_killed_with_command_in_flight, setup_server, teardown_server),
-        cmocka_unit_test_setup_teardown(test_slow_reply_times_out, setup_server, teardown_server),
-        cmocka_unit_test_setup_teardown(test_stop_with_command_in_flight, setup_server, teardown_server),
-        cmocka_unit_test_setup_teardown(test_stop_while_down, setup_server, teardown_server),
-        cmocka_unit_test_setup_teardown(test_connection_attempt_deadline, setup_server, teardown_server),
-    };
-    if (argc > 1)
-        cmocka_set_test_filter(argv[1]);
-    signal(SIGPIPE, SIG_IGN);
-    return cmocka_run_group_tests(tests, NULL, NULL);
-}
+WEIR_UNIT_TESTS(cmocka_unit_test(test_parse_url), cmocka_unit_test_setup_teardown(test_get_set_del, setup_server, teardown_server),
+                cmocka_unit_test_setup_teardown(test_ttl_and_interop, setup_server, teardown_server),
+                cmocka_unit_test_setup_teardown(test_auth_and_select, setup_server, teardown_server),
+                cmocka_unit_test_setup_teardown(test_unix_socket, setup_server, teardown_server),
+                cmocka_unit_test_setup_teardown(test_queued_before_connected, setup_server, teardown_server),
+                cmocka_unit_test_setup_teardown(test_down_then_recovers, setup_server, teardown_server),
+                cmocka_unit_test_setup_teardown(test_killed_and_restarted, setup_server, teardown_server),
+                cmocka_unit_test_setup_teardown(test_killed_with_command_in_flight, setup_server, teardown_server),
+                cmocka_unit_test_setup_teardown(test_slow_reply_times_out, setup_server, teardown_server),
+                cmocka_unit_test_setup_teardown(test_stop_with_command_in_flight, setup_server, teardown_server),
+                cmocka_unit_test_setup_teardown(test_stop_while_down, setup_server, teardown_server),
+                cmocka_unit_test_setup_teardown(test_connection_attempt_deadline, setup_server, teardown_server))

@@ -1,8 +1,7 @@
-#include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
 #include <string.h>
-#include <cmocka.h>
+#include "unit.h"
 #include "weir/calc.h"
 
 /* Reference values printed by Python: sum(i*i for i in range(n)). */
@@ -67,15 +66,5 @@ static void test_limit_fits(void **state)
     assert_true((WEIR_CALC_N_LIMIT - 1) * (WEIR_CALC_N_LIMIT - 1) >= (WEIR_CALC_N_LIMIT - 1)); /* the square fits */
 }
 
-int main(int argc, char **argv)
-{
-    const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_sum_known_values),
-        cmocka_unit_test(test_sum_matches_closed_form),
-        cmocka_unit_test(test_u128_to_str),
-        cmocka_unit_test(test_limit_fits),
-    };
-    if (argc > 1)
-        cmocka_set_test_filter(argv[1]);
-    return cmocka_run_group_tests(tests, NULL, NULL);
-}
+WEIR_UNIT_TESTS(cmocka_unit_test(test_sum_known_values), cmocka_unit_test(test_sum_matches_closed_form),
+                cmocka_unit_test(test_u128_to_str), cmocka_unit_test(test_limit_fits))

@@ -1,12 +1,11 @@
 #include <stdarg.h>
 #include <stddef.h>
-#include <setjmp.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
-#include <cmocka.h>
+#include "unit.h"
 #include "weir/config.h"
 
 /* Parses @p text as "t.yaml". */
@@ -627,34 +626,12 @@ static void test_to_path(void **state)
     assert_int_equal(rmdir(dir), 0);
 }
 
-int main(int argc, char **argv)
-{
-    const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_scalar_document),
-        cmocka_unit_test(test_mapping_lines_and_keys),
-        cmocka_unit_test(test_sequence_lines_and_keys),
-        cmocka_unit_test(test_anchors_and_aliases),
-        cmocka_unit_test(test_alias_errors),
-        cmocka_unit_test(test_alias_bomb),
-        cmocka_unit_test(test_nesting_too_deep),
-        cmocka_unit_test(test_empty_file),
-        cmocka_unit_test(test_syntax_error),
-        cmocka_unit_test(test_invalid_utf8),
-        cmocka_unit_test(test_duplicate_keys),
-        cmocka_unit_test(test_non_scalar_key),
-        cmocka_unit_test(test_several_documents),
-        cmocka_unit_test(test_missing_file),
-        cmocka_unit_test(test_load_file),
-        cmocka_unit_test(test_error_format),
-        cmocka_unit_test(test_expect_type),
-        cmocka_unit_test(test_to_int64),
-        cmocka_unit_test(test_to_size),
-        cmocka_unit_test(test_to_bool),
-        cmocka_unit_test(test_to_string),
-        cmocka_unit_test(test_to_path),
-    };
-
-    if (argc > 1)
-        cmocka_set_test_filter(argv[1]);
-    return cmocka_run_group_tests(tests, NULL, NULL);
-}
+WEIR_UNIT_TESTS(cmocka_unit_test(test_scalar_document), cmocka_unit_test(test_mapping_lines_and_keys),
+                cmocka_unit_test(test_sequence_lines_and_keys), cmocka_unit_test(test_anchors_and_aliases),
+                cmocka_unit_test(test_alias_errors), cmocka_unit_test(test_alias_bomb), cmocka_unit_test(test_nesting_too_deep),
+                cmocka_unit_test(test_empty_file), cmocka_unit_test(test_syntax_error), cmocka_unit_test(test_invalid_utf8),
+                cmocka_unit_test(test_duplicate_keys), cmocka_unit_test(test_non_scalar_key),
+                cmocka_unit_test(test_several_documents), cmocka_unit_test(test_missing_file), cmocka_unit_test(test_load_file),
+                cmocka_unit_test(test_error_format), cmocka_unit_test(test_expect_type), cmocka_unit_test(test_to_int64),
+                cmocka_unit_test(test_to_size), cmocka_unit_test(test_to_bool), cmocka_unit_test(test_to_string),
+                cmocka_unit_test(test_to_path))

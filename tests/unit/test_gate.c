@@ -1,12 +1,11 @@
 #include <pthread.h>
 #include <sched.h>
-#include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
-#include <cmocka.h>
+#include "unit.h"
 #include "weir/gate.h"
 
 typedef struct st_test_waiter_t {
@@ -261,18 +260,9 @@ static void test_threads_never_exceed_slots(void **state)
     weir_gate_dispose(&gate);
 }
 
-int main(int argc, char **argv)
-{
-    const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_init_rejects_zero),
-        cmocka_unit_test_setup_teardown(test_grants_up_to_slots, setup, teardown),
-        cmocka_unit_test_setup_teardown(test_fifo_order, setup, teardown),
-        cmocka_unit_test_setup_teardown(test_cancel_queued, setup, teardown),
-        cmocka_unit_test_setup_teardown(test_cancel_granted_before_told, setup, teardown),
-        cmocka_unit_test_setup_teardown(test_release_is_idempotent, setup, teardown),
-        cmocka_unit_test(test_threads_never_exceed_slots),
-    };
-    if (argc > 1)
-        cmocka_set_test_filter(argv[1]);
-    return cmocka_run_group_tests(tests, NULL, NULL);
-}
+WEIR_UNIT_TESTS(cmocka_unit_test(test_init_rejects_zero), cmocka_unit_test_setup_teardown(test_grants_up_to_slots, setup, teardown),
+                cmocka_unit_test_setup_teardown(test_fifo_order, setup, teardown),
+                cmocka_unit_test_setup_teardown(test_cancel_queued, setup, teardown),
+                cmocka_unit_test_setup_teardown(test_cancel_granted_before_told, setup, teardown),
+                cmocka_unit_test_setup_teardown(test_release_is_idempotent, setup, teardown),
+                cmocka_unit_test(test_threads_never_exceed_slots))

@@ -1,9 +1,8 @@
 #include <errno.h>
-#include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
 #include <string.h>
-#include <cmocka.h>
+#include "unit.h"
 #include <yajl/yajl_gen.h>
 #include "weir/respond.h"
 
@@ -157,21 +156,13 @@ static void test_utf8_validation(void **state)
     assert_false(weir_utf8_is_valid("a\xc3(", 3));
 }
 
-int main(int argc, char **argv)
-{
-    const struct CMUnitTest tests[] = {
-        cmocka_unit_test_setup_teardown(test_query_simple, setup, teardown),
-        cmocka_unit_test_setup_teardown(test_query_percent_and_plus, setup, teardown),
-        cmocka_unit_test_setup_teardown(test_query_first_wins_and_empty, setup, teardown),
-        cmocka_unit_test_setup_teardown(test_query_absent, setup, teardown),
-        cmocka_unit_test_setup_teardown(test_query_malformed, setup, teardown),
-        cmocka_unit_test_setup_teardown(test_percent_decode, setup, teardown),
-        cmocka_unit_test_setup_teardown(test_json_quote, setup, teardown),
-        cmocka_unit_test_setup_teardown(test_json_quote_matches_yajl, setup, teardown),
-        cmocka_unit_test_setup_teardown(test_json_quote_rejects_invalid_utf8, setup, teardown),
-        cmocka_unit_test(test_utf8_validation),
-    };
-    if (argc > 1)
-        cmocka_set_test_filter(argv[1]);
-    return cmocka_run_group_tests(tests, NULL, NULL);
-}
+WEIR_UNIT_TESTS(cmocka_unit_test_setup_teardown(test_query_simple, setup, teardown),
+                cmocka_unit_test_setup_teardown(test_query_percent_and_plus, setup, teardown),
+                cmocka_unit_test_setup_teardown(test_query_first_wins_and_empty, setup, teardown),
+                cmocka_unit_test_setup_teardown(test_query_absent, setup, teardown),
+                cmocka_unit_test_setup_teardown(test_query_malformed, setup, teardown),
+                cmocka_unit_test_setup_teardown(test_percent_decode, setup, teardown),
+                cmocka_unit_test_setup_teardown(test_json_quote, setup, teardown),
+                cmocka_unit_test_setup_teardown(test_json_quote_matches_yajl, setup, teardown),
+                cmocka_unit_test_setup_teardown(test_json_quote_rejects_invalid_utf8, setup, teardown),
+                cmocka_unit_test(test_utf8_validation))

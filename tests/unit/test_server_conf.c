@@ -1,13 +1,12 @@
 #include <inttypes.h>
 #include <stdarg.h>
 #include <stddef.h>
-#include <setjmp.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
-#include <cmocka.h>
+#include "unit.h"
 #include <openssl/evp.h>
 #include <openssl/pem.h>
 #include <openssl/x509.h>
@@ -638,41 +637,15 @@ static void test_ssl_key_mismatch(void **state)
     fixture_dispose(&f);
 }
 
-int main(int argc, char **argv)
-{
-    const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_example),
-        cmocka_unit_test(test_defaults),
-        cmocka_unit_test(test_other_settings),
-        cmocka_unit_test(test_listen_list),
-        cmocka_unit_test(test_load_file),
-        cmocka_unit_test(test_load_missing_file),
-        cmocka_unit_test(test_load_syntax_error),
-        cmocka_unit_test(test_unknown_top_level_key),
-        cmocka_unit_test(test_unknown_keys_at_every_level),
-        cmocka_unit_test(test_unknown_module_key),
-        cmocka_unit_test(test_key_of_no_module),
-        cmocka_unit_test(test_keys_of_two_modules),
-        cmocka_unit_test(test_path_without_keys),
-        cmocka_unit_test(test_path_must_start_with_slash),
-        cmocka_unit_test(test_wrong_types),
-        cmocka_unit_test(test_not_an_integer),
-        cmocka_unit_test(test_out_of_range),
-        cmocka_unit_test(test_calc_max_n_limit),
-        cmocka_unit_test(test_missing_listen),
-        cmocka_unit_test(test_missing_hosts),
-        cmocka_unit_test(test_missing_port),
-        cmocka_unit_test(test_missing_paths),
-        cmocka_unit_test(test_delay_min_greater_than_max),
-        cmocka_unit_test(test_n_greater_than_max_n),
-        cmocka_unit_test(test_several_errors),
-        cmocka_unit_test(test_ssl),
-        cmocka_unit_test(test_ssl_missing_files),
-        cmocka_unit_test(test_ssl_bad_certificate),
-        cmocka_unit_test(test_ssl_key_mismatch),
-    };
-
-    if (argc > 1)
-        cmocka_set_test_filter(argv[1]);
-    return cmocka_run_group_tests(tests, NULL, NULL);
-}
+WEIR_UNIT_TESTS(cmocka_unit_test(test_example), cmocka_unit_test(test_defaults), cmocka_unit_test(test_other_settings),
+                cmocka_unit_test(test_listen_list), cmocka_unit_test(test_load_file), cmocka_unit_test(test_load_missing_file),
+                cmocka_unit_test(test_load_syntax_error), cmocka_unit_test(test_unknown_top_level_key),
+                cmocka_unit_test(test_unknown_keys_at_every_level), cmocka_unit_test(test_unknown_module_key),
+                cmocka_unit_test(test_key_of_no_module), cmocka_unit_test(test_keys_of_two_modules),
+                cmocka_unit_test(test_path_without_keys), cmocka_unit_test(test_path_must_start_with_slash),
+                cmocka_unit_test(test_wrong_types), cmocka_unit_test(test_not_an_integer), cmocka_unit_test(test_out_of_range),
+                cmocka_unit_test(test_calc_max_n_limit), cmocka_unit_test(test_missing_listen),
+                cmocka_unit_test(test_missing_hosts), cmocka_unit_test(test_missing_port), cmocka_unit_test(test_missing_paths),
+                cmocka_unit_test(test_delay_min_greater_than_max), cmocka_unit_test(test_n_greater_than_max_n),
+                cmocka_unit_test(test_several_errors), cmocka_unit_test(test_ssl), cmocka_unit_test(test_ssl_missing_files),
+                cmocka_unit_test(test_ssl_bad_certificate), cmocka_unit_test(test_ssl_key_mismatch))

@@ -1,8 +1,7 @@
-#include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
 #include <string.h>
-#include <cmocka.h>
+#include "unit.h"
 #include "weir/upload.h"
 
 static void test_delay_within_bounds(void **state)
@@ -70,16 +69,6 @@ static void test_register_rejects_bad_settings(void **state)
     h2o_config_dispose(&config);
 }
 
-int main(int argc, char **argv)
-{
-    const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_delay_within_bounds),
-        cmocka_unit_test(test_delay_fixed),
-        cmocka_unit_test(test_delay_uniform),
-        cmocka_unit_test(test_delay_full_range),
-        cmocka_unit_test(test_register_rejects_bad_settings),
-    };
-    if (argc > 1)
-        cmocka_set_test_filter(argv[1]);
-    return cmocka_run_group_tests(tests, NULL, NULL);
-}
+WEIR_UNIT_TESTS(cmocka_unit_test(test_delay_within_bounds), cmocka_unit_test(test_delay_fixed),
+                cmocka_unit_test(test_delay_uniform), cmocka_unit_test(test_delay_full_range),
+                cmocka_unit_test(test_register_rejects_bad_settings))

@@ -1,12 +1,11 @@
 /* The timing wheel behind /upload's delays: order, never early, zero delays, cancellation, delays longer than the wheel. */
-#include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
-#include <cmocka.h>
+#include "unit.h"
 #include "weir/wheel.h"
 
 typedef struct st_test_entry_t {
@@ -255,18 +254,6 @@ static void test_sizes(void **state)
     }
 }
 
-int main(int argc, char **argv)
-{
-    const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_fires_never_early),
-        cmocka_unit_test(test_delays_longer_than_the_wheel),
-        cmocka_unit_test(test_due_order),
-        cmocka_unit_test(test_zero_delay),
-        cmocka_unit_test(test_cancel),
-        cmocka_unit_test(test_stall),
-        cmocka_unit_test(test_sizes),
-    };
-    if (argc > 1)
-        cmocka_set_test_filter(argv[1]);
-    return cmocka_run_group_tests(tests, NULL, NULL);
-}
+WEIR_UNIT_TESTS(cmocka_unit_test(test_fires_never_early), cmocka_unit_test(test_delays_longer_than_the_wheel),
+                cmocka_unit_test(test_due_order), cmocka_unit_test(test_zero_delay), cmocka_unit_test(test_cancel),
+                cmocka_unit_test(test_stall), cmocka_unit_test(test_sizes))

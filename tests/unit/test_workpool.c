@@ -1,7 +1,6 @@
 /* The work pool behind /calc: results come back on the submitting loop, in order, exactly once; cancellation; the
  * threads' priority; inboxes that close with work still running; several loops sharing one pool. */
 #include <pthread.h>
-#include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
 #include <stdint.h>
@@ -10,7 +9,7 @@
 #include <sys/resource.h>
 #include <sys/syscall.h>
 #include <unistd.h>
-#include <cmocka.h>
+#include "unit.h"
 #include "weir/workpool.h"
 
 typedef struct st_test_work_t {
@@ -241,16 +240,6 @@ static void test_create_rejects_zero_threads(void **state)
     weir_workpool_destroy(weir_workpool_create(2, 0)); /* never used: no thread was started */
 }
 
-int main(int argc, char **argv)
-{
-    const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_order_and_delivery),
-        cmocka_unit_test(test_cancel),
-        cmocka_unit_test(test_destroy_inbox_with_work_outstanding),
-        cmocka_unit_test(test_loops_share_a_pool),
-        cmocka_unit_test(test_create_rejects_zero_threads),
-    };
-    if (argc > 1)
-        cmocka_set_test_filter(argv[1]);
-    return cmocka_run_group_tests(tests, NULL, NULL);
-}
+WEIR_UNIT_TESTS(cmocka_unit_test(test_order_and_delivery), cmocka_unit_test(test_cancel),
+                cmocka_unit_test(test_destroy_inbox_with_work_outstanding), cmocka_unit_test(test_loops_share_a_pool),
+                cmocka_unit_test(test_create_rejects_zero_threads))
