@@ -48,14 +48,13 @@ static int parse_key_or_respond(cache_handler_t *self, h2o_req_t *req, h2o_iovec
 {
     char msg[64];
 
-    switch (weir_query_get(req, "key", key)) {
-    case 0:
+    switch (weir_query_param_or_respond(req, "key", key)) {
+    case 1:
         break;
-    case -ENOENT:
+    case 0:
         respond_bad_request(req, "missing key");
         return -1;
     default:
-        respond_bad_request(req, "malformed percent-encoding in the query");
         return -1;
     }
     if (key->len == 0) {
@@ -73,32 +72,23 @@ static int parse_key_or_respond(cache_handler_t *self, h2o_req_t *req, h2o_iovec
 static int parse_ttl_or_respond(h2o_req_t *req, uint32_t *ttl)
 {
     h2o_iovec_t v;
-    uint64_t n = 0;
+    uint64_t n;
 
-    switch (weir_query_get(req, "ttl", &v)) {
-    case 0:
+    switch (weir_query_param_or_respond(req, "ttl", &v)) {
+    case 1:
         break;
-    case -ENOENT:
+    case 0:
         *ttl = 0;
         return 0;
     default:
-        respond_bad_request(req, "malformed percent-encoding in the query");
         return -1;
     }
-    if (v.len == 0 || v.len > 10)
-        goto Bad;
-    for (size_t i = 0; i < v.len; ++i) {
-        if (v.base[i] < '0' || v.base[i] > '9')
-            goto Bad;
-        n = n * 10 + (uint64_t)(v.base[i] - '0');
+    if (weir_parse_decimal(v.base, v.len, WEIR_CACHE_MAX_TTL, &n) != 0 || n < 1) {
+        respond_bad_request(req, "ttl must be a whole number of seconds from 1 to 2147483647");
+        return -1;
     }
-    if (n < 1 || n > WEIR_CACHE_MAX_TTL)
-        goto Bad;
     *ttl = (uint32_t)n;
     return 0;
-Bad:
-    respond_bad_request(req, "ttl must be a whole number of seconds from 1 to 2147483647");
-    return -1;
 }
 
 static int parse_value_or_respond(cache_handler_t *self, h2o_req_t *req, h2o_iovec_t *value)

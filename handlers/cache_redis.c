@@ -35,7 +35,7 @@
 #include <hiredis/adapters/libuv.h>
 #include "weir/cache.h"
 #include "weir/common.h"
-#include "weir/respond.h"
+#include "weir/text.h"
 
 #define DEFAULT_PORT 6379
 #define DEFAULT_BACKOFF_MIN_MS 100
@@ -109,22 +109,6 @@ static char *decode_component(const char *s, size_t len)
     return out;
 }
 
-static int parse_uint(const char *s, size_t len, uint64_t max, uint64_t *out)
-{
-    uint64_t v = 0;
-    if (len == 0 || len > 10)
-        return -1;
-    for (size_t i = 0; i < len; ++i) {
-        if (s[i] < '0' || s[i] > '9')
-            return -1;
-        v = v * 10 + (uint64_t)(s[i] - '0');
-    }
-    if (v > max)
-        return -1;
-    *out = v;
-    return 0;
-}
-
 static int parse_unix_url(const char *rest, weir_cache_redis_target_t *t, char *err, size_t err_size)
 {
     const char *q = strchr(rest, '?');
@@ -151,7 +135,7 @@ static int parse_unix_url(const char *rest, weir_cache_redis_target_t *t, char *
     size_t query_len = strlen(query);
     switch (weir_query_find(&pool, query, query_len, "db", &v)) {
     case 0:
-        if (parse_uint(v.base, v.len, INT32_MAX, &db) != 0) {
+        if (weir_parse_decimal(v.base, v.len, INT32_MAX, &db) != 0) {
             snprintf(err, err_size, "db must be a non-negative integer");
             goto Exit;
         }
@@ -229,7 +213,7 @@ static int parse_tcp_url(const char *rest, weir_cache_redis_target_t *t, char *e
     t->host = weir_strndup(host, (size_t)(host_end - host));
     t->port = DEFAULT_PORT;
     if (port != NULL) {
-        if (parse_uint(port, (size_t)(auth_end - port), 65535, &v) != 0 || v == 0) {
+        if (weir_parse_decimal(port, (size_t)(auth_end - port), 65535, &v) != 0 || v == 0) {
             snprintf(err, err_size, "port must be an integer from 1 to 65535");
             return -EINVAL;
         }
@@ -240,7 +224,7 @@ static int parse_tcp_url(const char *rest, weir_cache_redis_target_t *t, char *e
         const char *db = path + 1;
         size_t db_len = strcspn(db, "?#");
         if (db_len != 0) {
-            if (parse_uint(db, db_len, INT32_MAX, &v) != 0) {
+            if (weir_parse_decimal(db, db_len, INT32_MAX, &v) != 0) {
                 snprintf(err, err_size, "the path must be a database number, as in /0");
                 return -EINVAL;
             }

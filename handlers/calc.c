@@ -98,31 +98,20 @@ static int parse_n_or_respond(h2o_req_t *req, const weir_calc_settings_t *s, uin
     h2o_iovec_t value;
     char msg[128];
 
-    switch (weir_query_get(req, "n", &value)) {
-    case -ENOENT:
+    switch (weir_query_param_or_respond(req, "n", &value)) {
+    case 0:
         *n = s->n;
         return 0;
-    case 0:
+    case 1:
         break;
     default:
-        weir_respond_error(req, 400, "Bad Request", "malformed query string");
         return -1;
     }
-    uint64_t v = 0;
-    int ok = value.len != 0 && value.len <= 20;
-    for (size_t i = 0; ok && i < value.len; ++i) {
-        unsigned d = (unsigned char)value.base[i] - '0';
-        if (d > 9 || v > (UINT64_MAX - d) / 10)
-            ok = 0;
-        else
-            v = v * 10 + d;
-    }
-    if (!ok || v > s->max_n) {
+    if (weir_parse_decimal(value.base, value.len, s->max_n, n) != 0) {
         snprintf(msg, sizeof(msg), "n must be an integer from 0 to %llu", (unsigned long long)s->max_n);
         weir_respond_error(req, 400, "Bad Request", msg);
         return -1;
     }
-    *n = v;
     return 0;
 }
 

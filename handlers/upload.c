@@ -10,7 +10,6 @@
 #include <errno.h>
 #include <pthread.h>
 #include <stdlib.h>
-#include <sys/socket.h>
 #include <time.h>
 #include "weir/common.h"
 #include "weir/gate.h"
@@ -102,24 +101,10 @@ static void start_delay(upload_job_t *job)
     weir_wheel_add(job->thread->wheel, &job->delay, delay, on_delay_done);
 }
 
-/* HTTP/1: h2o does not read a connection while its request is being handled, so a client that closed is not noticed
- * until the answer is written. Before spending a slot on a request that waited, look whether its peer is still there. */
-static int http1_peer_gone(h2o_req_t *req)
-{
-    if (req->version >= 0x200)
-        return 0; /* HTTP/2 disposes the request at once on RST_STREAM or close */
-    h2o_socket_t *sock = req->conn->callbacks->get_socket(req->conn);
-    if (sock == NULL)
-        return 0;
-    char c;
-    ssize_t r = recv(h2o_socket_get_fd(sock), &c, 1, MSG_PEEK | MSG_DONTWAIT);
-    return r == 0 || (r < 0 && errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR);
-}
-
 static void on_granted(weir_gate_waiter_t *waiter)
 {
     upload_job_t *job = H2O_STRUCT_FROM_MEMBER(upload_job_t, waiter, waiter);
-    if (http1_peer_gone(job->req)) {
+    if (weir_http1_peer_gone(job->req)) {
         /* Give the slot to the next in line now; the answer only lets h2o find out and close the connection. */
         h2o_req_t *req = finish_job(job);
         req->http1_is_persistent = 0;

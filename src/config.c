@@ -10,6 +10,7 @@
 #include <yaml.h>
 #include "weir/common.h"
 #include "weir/config.h"
+#include "weir/text.h"
 
 /* Bounds that keep a hostile file from exhausting memory ("billion laughs" aliases) or the stack (the tree is
  * walked recursively, so its depth is bounded). */
@@ -516,27 +517,12 @@ static int expected(const weir_conf_node_t *node, const char *what, weir_conf_er
     return -1;
 }
 
-/* Parses decimal digits into @p out; @return the number of characters used (0 if none) or -1 on overflow. */
-static int parse_digits(const char *s, uint64_t *out)
-{
-    uint64_t v = 0;
-    int n = 0;
-
-    for (; s[n] >= '0' && s[n] <= '9'; ++n) {
-        unsigned d = (unsigned)(s[n] - '0');
-        if (v > (UINT64_MAX - d) / 10)
-            return -1;
-        v = v * 10 + d;
-    }
-    *out = v;
-    return n;
-}
-
 int weir_conf_to_int64(const weir_conf_node_t *node, int64_t min, int64_t max, int64_t *out, weir_conf_errors_t *errs)
 {
     char what[96];
-    const char *s;
-    int negative = 0, n;
+    const char *s, *end;
+    int negative = 0;
+    ssize_t n;
     uint64_t mag;
     int64_t v;
 
@@ -544,9 +530,10 @@ int weir_conf_to_int64(const weir_conf_node_t *node, int64_t min, int64_t max, i
     if (node->type != WEIR_CONF_SCALAR)
         return expected(node, what, errs);
     s = node->data.scalar.str;
+    end = s + node->data.scalar.len;
     if (*s == '-' || *s == '+')
         negative = *s++ == '-';
-    if ((n = parse_digits(s, &mag)) <= 0 || (size_t)(s + n - node->data.scalar.str) != node->data.scalar.len)
+    if ((n = weir_parse_decimal_prefix(s, end - s, UINT64_MAX, &mag)) <= 0 || s + n != end)
         return expected(node, what, errs);
     if (negative) {
         if (mag > (uint64_t)INT64_MAX + 1)
@@ -569,7 +556,7 @@ int weir_conf_to_size(const weir_conf_node_t *node, uint64_t min, uint64_t max, 
     const char *s, *end;
     uint64_t v;
     unsigned shift = 0;
-    int n;
+    ssize_t n;
 
     snprintf(what, sizeof(what), "a size in bytes from %" PRIu64 " to %" PRIu64 " (suffixes K, M, G allowed)", min, max);
     if (node->type != WEIR_CONF_SCALAR)
@@ -578,7 +565,7 @@ int weir_conf_to_size(const weir_conf_node_t *node, uint64_t min, uint64_t max, 
     end = s + node->data.scalar.len;
     if (*s == '+')
         ++s;
-    if ((n = parse_digits(s, &v)) <= 0)
+    if ((n = weir_parse_decimal_prefix(s, end - s, UINT64_MAX, &v)) <= 0)
         return expected(node, what, errs);
     s += n;
     if (s != end) {

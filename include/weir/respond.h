@@ -1,12 +1,14 @@
 /**
  * @file respond.h
- * The kit handlers share: JSON replies and errors (always with Content-Length), JSON string escaping
- * (yajl), query-string look-up with percent-decoding.
+ * The HTTP kit handlers share: JSON replies and errors (always with Content-Length), JSON string escaping (yajl),
+ * query parameters that answer 400 themselves, and a look at whether an HTTP/1 client is still there. The text
+ * helpers underneath (decoding, UTF-8, numbers) are in text.h.
  */
 #ifndef WEIR_RESPOND_H
 #define WEIR_RESPOND_H
 
 #include <h2o.h>
+#include "weir/text.h"
 
 /**
  * Sends a complete response with Content-Type application/json and Content-Length.
@@ -29,9 +31,6 @@ void weir_respond_not_found(h2o_req_t *req);
  */
 int weir_path_is_exact(h2o_req_t *req);
 
-/** True when @p s is well-formed UTF-8 (RFC 3629: no overlong forms, no surrogates, at most U+10FFFF). */
-int weir_utf8_is_valid(const char *s, size_t len);
-
 /**
  * Writes @p s as a quoted JSON string into @p pool.
  * @return 0, or -EILSEQ when @p s is not valid UTF-8 (nothing written).
@@ -39,21 +38,18 @@ int weir_utf8_is_valid(const char *s, size_t len);
 int weir_json_quote(h2o_mem_pool_t *pool, const char *s, size_t len, h2o_iovec_t *out);
 
 /**
- * Percent-decodes @p len bytes of @p src into @p dst (which must hold @p len bytes; the output is never longer).
- * '+' becomes a space when @p plus_is_space. @return the decoded length, or -EINVAL on a malformed escape
- * ("%" not followed by two hex digits).
+ * Looks up query parameter @p name of @p req (weir_query_find; the value lives in the request's pool). Answers 400
+ * itself, with the same message wherever it is used, when the query holds a malformed escape ("malformed query
+ * string") or repeats @p name ("repeated query parameter \"NAME\"").
+ * @return 1 when found, 0 when absent (nothing answered), -1 when answered.
  */
-ssize_t weir_percent_decode(const char *src, size_t len, char *dst, int plus_is_space);
+int weir_query_param_or_respond(h2o_req_t *req, const char *name, h2o_iovec_t *value);
 
 /**
- * Finds parameter @p name in @p query (the text after "?", "a=1&b=2"), and percent-decodes its value into
- * @p pool, NUL-terminated (the NUL is not counted in value->len). The first occurrence wins; a parameter
- * without "=" has an empty value. The name is compared after decoding.
- * @return 0 when found, -ENOENT when absent, -EINVAL when the query holds a malformed escape.
+ * HTTP/1: h2o does not read a connection while its request is being handled, so a client that closed is not noticed
+ * until the answer is written. This looks at the socket without reading from it: true when the peer has closed
+ * (or half-closed) its side or the connection failed. Always false for HTTP/2, whose streams h2o disposes at once.
  */
-int weir_query_find(h2o_mem_pool_t *pool, const char *query, size_t len, const char *name, h2o_iovec_t *value);
-
-/** weir_query_find on the query of @p req (none: -ENOENT). */
-int weir_query_get(h2o_req_t *req, const char *name, h2o_iovec_t *value);
+int weir_http1_peer_gone(h2o_req_t *req);
 
 #endif

@@ -13,8 +13,19 @@ int main(int argc, char **argv)
     struct CMUnitTest *selected = calloc(weir_unit_num_tests + 1, sizeof(*selected));
     size_t n = 0;
 
+    if (argc == 3 && strcmp(argv[1], "--expect-cases") == 0) {
+        /* ctest's registration check: the cases it found in the source are all there are. */
+        size_t expected = strtoul(argv[2], NULL, 10);
+        free(selected);
+        if (expected != weir_unit_num_tests) {
+            fprintf(stderr, "%s: ctest registered %zu case(s), the executable has %zu\n", name, expected, weir_unit_num_tests);
+            return 1;
+        }
+        return 0;
+    }
     if (argc > 2) {
-        fprintf(stderr, "usage: %s [CASE-PATTERN]\n", name);
+        fprintf(stderr, "usage: %s [CASE-PATTERN] | --expect-cases N\n", name);
+        free(selected);
         return 2;
     }
     for (size_t i = 0; i != weir_unit_num_tests; ++i)
