@@ -319,24 +319,14 @@ static int cmp_path_len_desc(const void *a, const void *b)
     return lx < ly ? 1 : lx > ly ? -1 : 0;
 }
 
-static int setup_globalconf(server_t *server)
+int weir_server_setup_globalconf(h2o_globalconf_t *gc, const weir_server_conf_t *conf, h2o_access_log_filehandle_t *access_log)
 {
-    const weir_server_conf_t *conf = server->conf;
-    h2o_globalconf_t *gc = &server->globalconf;
-
     h2o_config_init(gc);
-    server->globalconf_inited = 1;
     gc->server_name = h2o_iovec_init(H2O_STRLIT("weir/" WEIR_VERSION));
     gc->max_request_entity_size = conf->limit_request_body;
     gc->http1.req_timeout = conf->http1_request_timeout_ms;
     gc->http2.idle_timeout = conf->http2_idle_timeout_ms;
-    gc->http2.graceful_shutdown_timeout = 0; /* the drain below bounds the whole shutdown */
-
-    if (conf->access_log != NULL &&
-        (server->access_log = h2o_access_log_open_handle(conf->access_log, NULL, H2O_LOGCONF_ESCAPE_APACHE)) == NULL) {
-        weir_error("cannot open access log \"%s\"", conf->access_log);
-        return -EIO;
-    }
+    gc->http2.graceful_shutdown_timeout = 0; /* the drain bounds the whole shutdown */
 
     for (size_t h = 0; h != conf->num_hosts; ++h) {
         const weir_host_conf_t *host = conf->hosts + h;
@@ -355,16 +345,29 @@ static int setup_globalconf(server_t *server)
                 free(sorted);
                 return ret;
             }
-            if (server->access_log != NULL)
-                h2o_access_log_register(pathconf, server->access_log);
+            if (access_log != NULL)
+                h2o_access_log_register(pathconf, access_log);
         }
         free(sorted);
         h2o_handler_t *notfound = h2o_create_handler(&hostconf->fallback_path, sizeof(*notfound));
         notfound->on_req = on_req_not_found;
-        if (server->access_log != NULL)
-            h2o_access_log_register(&hostconf->fallback_path, server->access_log);
+        if (access_log != NULL)
+            h2o_access_log_register(&hostconf->fallback_path, access_log);
     }
     return 0;
+}
+
+static int setup_globalconf(server_t *server)
+{
+    const weir_server_conf_t *conf = server->conf;
+
+    if (conf->access_log != NULL &&
+        (server->access_log = h2o_access_log_open_handle(conf->access_log, NULL, H2O_LOGCONF_ESCAPE_APACHE)) == NULL) {
+        weir_error("cannot open access log \"%s\"", conf->access_log);
+        return -EIO;
+    }
+    server->globalconf_inited = 1;
+    return weir_server_setup_globalconf(&server->globalconf, conf, server->access_log);
 }
 
 /* Kept reachable when workers were given up on, so that leak checkers do not report what the exit reclaims. */

@@ -8,6 +8,7 @@
 
 #include <stddef.h>
 #include <stdint.h>
+#include <h2o.h>
 #include "weir/config.h"
 #include "weir/module.h"
 
@@ -64,6 +65,15 @@ int weir_server_conf_load(weir_server_conf_t *conf, const char *filename, weir_c
 
 /** Frees everything @p conf owns, including module settings. */
 void weir_server_conf_dispose(weir_server_conf_t *conf);
+
+/**
+ * Initialises @p gc (h2o_config_init) and fills it from @p conf: limits and timeouts, every host with its paths (each
+ * path's module registers its handler; longest paths first), a 404 fallback, and @p access_log (may be NULL) on
+ * every path. Used by the server and by tests and fuzzers that drive the real stack in-process. Dispose @p gc with
+ * h2o_config_dispose, also after a failure.
+ * @return 0, or the negative errno-style code of the first module that could not register (logged).
+ */
+int weir_server_setup_globalconf(h2o_globalconf_t *gc, const weir_server_conf_t *conf, h2o_access_log_filehandle_t *access_log);
 
 /**
  * Runs the server until SIGTERM or SIGINT, then drains (see README). Must be called from the main thread.
