@@ -1,7 +1,7 @@
 /*
- * The bare /calc loop, timed alone: calls weir_calc_sum_squares(n), the routine weir's /calc runs on libuv's thread
- * pool, ITER times (after a warm-up) and prints the median, minimum and mean wall time of one call and its mean CPU
- * time (CLOCK_THREAD_CPUTIME_ID), so that bench/bench.py can set weir's time per /calc request against it.
+ * The bare /calc loop, timed alone: calls weir_calc_sum_squares(n, &cancel) with a cancel flag that is never set, as
+ * weir's /calc runs it on its work pool, ITER times (after a warm-up) and prints the median, minimum and mean wall time of one call
+ * and its mean CPU time (CLOCK_THREAD_CPUTIME_ID), so that bench/bench.py can set weir's time per /calc request against it.
  *
  * usage: calc_loop [n = 1000000] [iterations = 300]
  * Built by bench/run.sh against build-release/libweir_core.a (no link-time optimisation, so the call is not inlined).
@@ -37,13 +37,14 @@ int main(int argc, char **argv)
     if (t == NULL)
         return 1;
     volatile unsigned __int128 sink = 0;
+    int never = 0; /* the cancel flag weir's /calc gives the loop; never set here */
     for (int i = 0; i < 10; ++i)
-        sink ^= weir_calc_sum_squares(n);
+        sink ^= weir_calc_sum_squares(n, &never);
     unsigned __int128 result = 0;
     double total = 0, cpu_start = now_ms(CLOCK_THREAD_CPUTIME_ID);
     for (long i = 0; i < iters; ++i) {
         double start = now_ms(CLOCK_MONOTONIC);
-        result = weir_calc_sum_squares(n);
+        result = weir_calc_sum_squares(n, &never);
         t[i] = now_ms(CLOCK_MONOTONIC) - start;
         sink ^= result;
         total += t[i];
@@ -52,8 +53,8 @@ int main(int argc, char **argv)
     qsort(t, (size_t)iters, sizeof(*t), cmp_double);
     char buf[48];
     weir_u128_to_str(result, buf);
-    printf("n=%llu iterations=%ld median_ms=%.4f min_ms=%.4f mean_ms=%.4f cpu_ms=%.4f result=%s\n", (unsigned long long)n,
-           iters, t[iters / 2], t[0], total / iters, cpu / iters, buf);
+    printf("n=%llu iterations=%ld median_ms=%.4f min_ms=%.4f mean_ms=%.4f cpu_ms=%.4f result=%s\n", (unsigned long long)n, iters,
+           t[iters / 2], t[0], total / iters, cpu / iters, buf);
     free(t);
     return 0;
 }

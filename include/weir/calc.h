@@ -31,8 +31,11 @@ void weir_calc_settings_init(weir_calc_settings_t *s);
  */
 int weir_calc_register(h2o_pathconf_t *pathconf, const weir_calc_settings_t *s);
 
-/** sum(i*i for i in range(n)), exactly, by running the loop (no closed form). n <= WEIR_CALC_N_LIMIT. */
-unsigned __int128 weir_calc_sum_squares(uint64_t n);
+/**
+ * sum(i*i for i in range(n)), exactly, by running the loop (no closed form). n <= WEIR_CALC_N_LIMIT. When @p cancel
+ * (may be NULL) becomes non-zero, the loop stops within a few thousand iterations and the result is meaningless.
+ */
+unsigned __int128 weir_calc_sum_squares(uint64_t n, const int *cancel);
 
 /** Prints @p v in decimal into @p buf (at least 40 bytes), NUL-terminated. @return the length. */
 size_t weir_u128_to_str(unsigned __int128 v, char *buf);

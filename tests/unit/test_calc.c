@@ -2,6 +2,8 @@
 #include <stddef.h>
 #include <string.h>
 #include "unit.h"
+#include <pthread.h>
+#include <time.h>
 #include "weir/calc.h"
 
 /* Reference values printed by Python: sum(i*i for i in range(n)). */
@@ -27,7 +29,7 @@ static void test_sum_known_values(void **state)
 {
     char buf[48];
     for (size_t i = 0; i < sizeof(KNOWN) / sizeof(KNOWN[0]); ++i) {
-        weir_u128_to_str(weir_calc_sum_squares(KNOWN[i].n), buf);
+        weir_u128_to_str(weir_calc_sum_squares(KNOWN[i].n, NULL), buf);
         assert_string_equal(buf, KNOWN[i].sum);
     }
 }
@@ -38,7 +40,7 @@ static void test_sum_matches_closed_form(void **state)
     for (uint64_t n = 3810700; n < 3810900; n += 37) {
         unsigned __int128 m = n;
         unsigned __int128 expected = (m - 1) * m * (2 * m - 1) / 6;
-        assert_true(weir_calc_sum_squares(n) == expected);
+        assert_true(weir_calc_sum_squares(n, NULL) == expected);
     }
 }
 
@@ -58,13 +60,39 @@ static void test_u128_to_str(void **state)
     assert_string_equal(buf, "340282366920938463463374607431768211455");
 }
 
-static void test_limit_fits(void **state)
+/* At the limit the sum stays below 2^128: (n-1)n(2n-1)/6 < n^3/3 < 2^127 for n = 2^32; and every square (i < n)
+ * fits in 64 bits. Checked by the compiler: these are constants. */
+_Static_assert((unsigned __int128)WEIR_CALC_N_LIMIT *WEIR_CALC_N_LIMIT *WEIR_CALC_N_LIMIT / 3 < ((unsigned __int128)1 << 127),
+               "the sum at the limit fits in 128 bits");
+_Static_assert((WEIR_CALC_N_LIMIT - 1) <= UINT64_MAX / (WEIR_CALC_N_LIMIT - 1), "the largest square fits in 64 bits");
+
+static void *set_flag_later(void *flag)
 {
-    /* At the limit the sum stays below 2^128: (n-1)n(2n-1)/6 < n^3/3 < 2^96 / 3 * 2 for n = 2^32. */
-    unsigned __int128 n = WEIR_CALC_N_LIMIT;
-    assert_true(n * n * n / 3 < ((unsigned __int128)1 << 127));
-    assert_true((WEIR_CALC_N_LIMIT - 1) * (WEIR_CALC_N_LIMIT - 1) >= (WEIR_CALC_N_LIMIT - 1)); /* the square fits */
+    struct timespec ts = {0, 20 * 1000 * 1000};
+    nanosleep(&ts, NULL);
+    __atomic_store_n((int *)flag, 1, __ATOMIC_RELAXED);
+    return NULL;
+}
+
+/* A sum whose flag is set stops: a set flag stops it at the first check, a flag set while it runs soon after (the
+ * full sum of 2^32 squares takes seconds; this one is told to stop after 20 ms, and its partial sum shows that it
+ * did not run to the end). */
+static void test_sum_cancelled(void **state)
+{
+    int flag = 1;
+    unsigned __int128 partial = weir_calc_sum_squares(WEIR_CALC_N_LIMIT, &flag);
+    assert_true(partial < weir_calc_sum_squares(100000, NULL)); /* stopped within the first block */
+    flag = 0;
+    pthread_t tid;
+    assert_int_equal(pthread_create(&tid, NULL, set_flag_later, &flag), 0);
+    partial = weir_calc_sum_squares(WEIR_CALC_N_LIMIT, &flag);
+    assert_int_equal(pthread_join(tid, NULL), 0);
+    unsigned __int128 n = WEIR_CALC_N_LIMIT, full = (n - 1) * n * (2 * n - 1) / 6;
+    assert_true(partial < full);
+    /* an unset flag changes nothing */
+    flag = 0;
+    assert_true(weir_calc_sum_squares(3810779, &flag) == weir_calc_sum_squares(3810779, NULL));
 }
 
 WEIR_UNIT_TESTS(cmocka_unit_test(test_sum_known_values), cmocka_unit_test(test_sum_matches_closed_form),
-                cmocka_unit_test(test_u128_to_str), cmocka_unit_test(test_limit_fits))
+                cmocka_unit_test(test_u128_to_str), cmocka_unit_test(test_sum_cancelled))
