@@ -32,12 +32,14 @@ typedef enum en_cache_op_t {
 typedef struct st_cache_job_t {
     weir_cache_call_t call; /* first: the backend hands &job->call back */
     cache_op_t op;
+    int stores_replies;            /* the backend's flag */
     h2o_req_t *req;                /* NULL once the request is gone */
     struct st_cache_job_t **guard; /* the slot on req->pool that points back here, while req is set; NULL on the stack */
     int on_heap;
 } cache_job_t;
 
-static const char ALLOW[] = "GET, PUT, DELETE";
+static const char ALLOW[] = "GET, HEAD, PUT, DELETE";
+static const char DATA_PREFIX[] = "{\"data\": ", DATA_SUFFIX[] = "}";
 
 static void respond_bad_request(h2o_req_t *req, const char *message)
 {
@@ -126,12 +128,12 @@ static void respond_failure(h2o_req_t *req, const weir_cache_result_t *res)
     }
 }
 
-static void respond_result(h2o_req_t *req, cache_op_t op, const weir_cache_result_t *res)
+static void respond_result(h2o_req_t *req, cache_op_t op, int stores_replies, const weir_cache_result_t *res)
 {
     static const char NULL_BODY[] = "{\"data\": null}", SET_BODY[] = "{\"success\": true}",
                       DELETED_BODY[] = "{\"success\": true, \"deleted\": true}",
                       NOT_DELETED_BODY[] = "{\"success\": true, \"deleted\": false}";
-    h2o_iovec_t quoted, body;
+    h2o_iovec_t body;
 
     if (op == CACHE_GET && res->status == -ENOENT) {
         weir_respond_json(req, 200, "OK", NULL_BODY, sizeof(NULL_BODY) - 1);
@@ -143,13 +145,19 @@ static void respond_result(h2o_req_t *req, cache_op_t op, const weir_cache_resul
     }
     switch (op) {
     case CACHE_GET:
-        /* Only Redis can hold such a value (written by another program): memory values were checked on PUT. */
-        if (weir_json_quote(&req->pool, res->value.base, res->value.len, &quoted) != 0) {
+        if (stores_replies) {
+            /* the stored answer itself, shared with the store (held by the request's pool): no copy */
+            weir_respond_json_nocopy(req, 200, "OK", res->value.base, res->value.len);
+            break;
+        }
+        /* Built once, in the request's pool. Only Redis can hold a value that is not UTF-8 (written by another
+         * program): values stored through weir were checked on PUT. */
+        if (weir_json_quote_wrapped(&req->pool, h2o_iovec_init(DATA_PREFIX, sizeof(DATA_PREFIX) - 1), res->value.base,
+                                    res->value.len, h2o_iovec_init(DATA_SUFFIX, sizeof(DATA_SUFFIX) - 1), &body) != 0) {
             weir_respond_error(req, 502, "Bad Gateway", "stored value is not valid UTF-8");
             return;
         }
-        body = h2o_concat(&req->pool, h2o_iovec_init(H2O_STRLIT("{\"data\": ")), quoted, h2o_iovec_init(H2O_STRLIT("}")));
-        weir_respond_json(req, 200, "OK", body.base, body.len);
+        weir_respond_json_nocopy(req, 200, "OK", body.base, body.len);
         break;
     case CACHE_SET:
         weir_respond_json(req, 200, "OK", SET_BODY, sizeof(SET_BODY) - 1);
@@ -173,7 +181,7 @@ static void on_call_done(weir_cache_call_t *call, const weir_cache_result_t *res
         if (job->guard != NULL)
             *job->guard = NULL;
         job->req = NULL;
-        respond_result(req, job->op, res);
+        respond_result(req, job->op, job->stores_replies, res);
     }
     if (job->on_heap)
         free(job);
@@ -201,7 +209,8 @@ static int on_req(h2o_handler_t *_self, h2o_req_t *req)
         weir_respond_not_found(req);
         return 0;
     }
-    if (h2o_memis(req->method.base, req->method.len, H2O_STRLIT("GET"))) {
+    if (h2o_memis(req->method.base, req->method.len, H2O_STRLIT("GET")) ||
+        h2o_memis(req->method.base, req->method.len, H2O_STRLIT("HEAD"))) {
         op = CACHE_GET;
     } else if (h2o_memis(req->method.base, req->method.len, H2O_STRLIT("PUT"))) {
         op = CACHE_SET;
@@ -215,6 +224,14 @@ static int on_req(h2o_handler_t *_self, h2o_req_t *req)
         return 0; /* 400 already sent */
     if (op == CACHE_SET && (parse_ttl_or_respond(req, &ttl) != 0 || parse_value_or_respond(self, req, &value) != 0))
         return 0; /* 400 already sent */
+    /* A backend that keeps replies is given the answer a GET will send, built once here rather than at every GET (the
+     * value is valid UTF-8: parse_value_or_respond checked it). */
+    if (op == CACHE_SET && self->vt->stores_replies &&
+        weir_json_quote_wrapped(&req->pool, h2o_iovec_init(DATA_PREFIX, sizeof(DATA_PREFIX) - 1), value.base, value.len,
+                                h2o_iovec_init(DATA_SUFFIX, sizeof(DATA_SUFFIX) - 1), &value) != 0) {
+        respond_bad_request(req, "value is not valid UTF-8");
+        return 0;
+    }
 
     void *thread = h2o_context_get_handler_context(req->conn->ctx, &self->super);
     cache_job_t stack_job, *job;
@@ -229,6 +246,7 @@ static int on_req(h2o_handler_t *_self, h2o_req_t *req)
         job->guard = h2o_mem_alloc_shared(&req->pool, sizeof(*job->guard), on_guard_dispose);
         *job->guard = job;
     }
+    job->stores_replies = self->vt->stores_replies;
     job->call.key = key;
     job->call.value = value;
     job->call.ttl = ttl;

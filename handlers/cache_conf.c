@@ -121,6 +121,12 @@ static int register_handler(h2o_pathconf_t *pathconf, const void *settings)
     return weir_cache_register(pathconf, settings);
 }
 
+static unsigned fds_per_thread(const void *settings)
+{
+    const weir_cache_settings_t *self = settings;
+    return self->backend == WEIR_CACHE_BACKEND_REDIS ? self->redis_pool : 0;
+}
+
 const weir_module_t weir_cache_module = {
     .name = "cache",
     .prefix = "cache.",
@@ -129,5 +135,6 @@ const weir_module_t weir_cache_module = {
     .parse_key = parse_key,
     .check = check,
     .register_handler = register_handler,
+    .fds_per_thread = fds_per_thread,
     .dispose_settings = dispose_settings,
 };

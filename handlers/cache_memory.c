@@ -12,8 +12,10 @@
  * live entry is evicted to make room.
  *
  * Allocation, copying and freeing happen outside the lock where possible: set builds the new entry before locking and
- * frees the entries it displaced after unlocking. get copies the value while the shard is locked, because another
- * thread may evict or replace the entry as soon as the lock is released.
+ * frees the entries it displaced after unlocking. A value is reference-counted: get_shared takes a reference while the
+ * shard is locked (another thread may evict or replace the entry as soon as the lock is released) and the answer that
+ * sends the value holds it, so that a thousand slow readers of one value share one copy of it; get and get_pool copy
+ * it instead.
  */
 #include <errno.h>
 #include <pthread.h>
@@ -30,8 +32,11 @@
 #define INITIAL_BUCKETS 16
 #define CACHE_LINE 64
 
+/* An entry is shared by its shard and by the answers that are sending its value (get_shared): it is freed with the
+ * last reference, which may come after the shard has dropped it. */
 typedef struct st_entry_t {
-    struct st_entry_t *hnext; /* bucket chain; after removal, the list of entries to free */
+    size_t refs;              /* atomic: the shard's (while in the table) and those of answers */
+    struct st_entry_t *hnext; /* bucket chain; after removal, the list of entries to release */
     h2o_linklist_t lru;
     uint64_t hash;
     uint64_t expires_at; /* clock value in ns at which the entry is dead; 0 for never */
@@ -153,11 +158,17 @@ static inline int entry_is_expired(const entry_t *e, uint64_t now)
     return e->expires_at != 0 && now >= e->expires_at;
 }
 
+static void entry_release(entry_t *e)
+{
+    if (__atomic_sub_fetch(&e->refs, 1, __ATOMIC_ACQ_REL) == 0)
+        free(e);
+}
+
 static void free_list(entry_t *e)
 {
     while (e != NULL) {
         entry_t *next = e->hnext;
-        free(e);
+        entry_release(e);
         e = next;
     }
 }
@@ -372,6 +383,7 @@ int weir_cache_memory_set(weir_cache_memory_t *m, const void *key, size_t key_le
         return -E2BIG;
 
     entry_t *e = weir_malloc(sizeof(*e) + key_len + value_len + 1);
+    e->refs = 1;
     e->hash = siphash13(m->sip_k0, m->sip_k1, key, key_len);
     e->key_len = key_len;
     e->value_len = value_len;
@@ -430,8 +442,15 @@ static int memory_get(weir_cache_memory_t *m, const void *key, size_t key_len, v
         h2o_linklist_unlink(&e->lru);
         h2o_linklist_insert(&s->lru, &e->lru);
         *value_len = e->value_len;
-        *value = alloc(alloc_data, e->value_len + 1);
-        memcpy(*value, e->bytes + e->key_len, e->value_len + 1);
+        if (alloc != NULL) {
+            *value = alloc(alloc_data, e->value_len + 1);
+            memcpy(*value, e->bytes + e->key_len, e->value_len + 1);
+        } else {
+            /* shared: the caller's pool holds a reference (see get_shared) */
+            __atomic_add_fetch(&e->refs, 1, __ATOMIC_RELAXED);
+            *(entry_t **)alloc_data = e;
+            *value = e->bytes + e->key_len;
+        }
         ret = 0;
     }
     shard_reclaim_expired(s, now, RECLAIM_PER_OP, &garbage);
@@ -459,6 +478,22 @@ int weir_cache_memory_get(weir_cache_memory_t *m, const void *key, size_t key_le
 int weir_cache_memory_get_pool(weir_cache_memory_t *m, const void *key, size_t key_len, h2o_mem_pool_t *pool, h2o_iovec_t *value)
 {
     return memory_get(m, key, key_len, pool_alloc, pool, &value->base, &value->len);
+}
+
+static void on_shared_value_disposed(void *ref)
+{
+    entry_release(*(entry_t **)ref);
+}
+
+int weir_cache_memory_get_shared(weir_cache_memory_t *m, const void *key, size_t key_len, h2o_mem_pool_t *pool, h2o_iovec_t *value)
+{
+    entry_t *e = NULL;
+    int ret = memory_get(m, key, key_len, NULL, &e, &value->base, &value->len);
+    if (ret == 0) {
+        entry_t **ref = h2o_mem_alloc_shared(pool, sizeof(*ref), on_shared_value_disposed);
+        *ref = e;
+    }
+    return ret;
 }
 
 int weir_cache_memory_del(weir_cache_memory_t *m, const void *key, size_t key_len)
@@ -552,7 +587,7 @@ static void backend_get(void *data, void *thread, weir_cache_call_t *call)
     weir_cache_result_t res = {0};
 
     if (call->pool != NULL) {
-        res.status = weir_cache_memory_get_pool(data, call->key.base, call->key.len, call->pool, &res.value);
+        res.status = weir_cache_memory_get_shared(data, call->key.base, call->key.len, call->pool, &res.value);
         call->on_done(call, &res);
         return;
     }
@@ -590,6 +625,7 @@ static void backend_destroy(void *data)
 const weir_cache_backend_vtable_t weir_cache_memory_vtable = {
     .name = "memory",
     .completes_at_once = 1,
+    .stores_replies = 1,
     .start = NULL,
     .stop = NULL,
     .get = backend_get,

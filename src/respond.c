@@ -4,25 +4,107 @@
 #include <string.h>
 #include <sys/socket.h>
 #include <yajl/yajl_gen.h>
+#include "weir/conn.h"
 #include "weir/respond.h"
 #include "weir/text.h"
 
-void weir_respond_json(h2o_req_t *req, int status, const char *reason, const char *body, size_t len)
+/* Answers of this size and more count against the memory budget. */
+#define LARGE_ANSWER 16384
+
+static uint64_t budget_limit = UINT64_MAX;
+static uint64_t budget_used; /* atomic */
+
+void weir_respond_set_memory_budget(uint64_t bytes)
 {
+    budget_limit = bytes;
+}
+
+uint64_t weir_respond_memory_in_use(void)
+{
+    return __atomic_load_n(&budget_used, __ATOMIC_RELAXED);
+}
+
+typedef struct st_reservation_t {
+    size_t bytes;
+} reservation_t;
+
+static void on_reservation_disposed(void *_r)
+{
+    reservation_t *r = _r;
+    __atomic_sub_fetch(&budget_used, r->bytes, __ATOMIC_RELAXED);
+}
+
+/* Reserves @p len bytes of the budget until @p req is disposed. @return 0, or -1 when the budget is spent. */
+static int reserve(h2o_req_t *req, size_t len)
+{
+    uint64_t used = __atomic_add_fetch(&budget_used, len, __ATOMIC_RELAXED);
+    if (used > budget_limit) {
+        __atomic_sub_fetch(&budget_used, len, __ATOMIC_RELAXED);
+        return -1;
+    }
+    reservation_t *r = h2o_mem_alloc_shared(&req->pool, sizeof(*r), on_reservation_disposed);
+    r->bytes = len;
+    return 0;
+}
+
+static void send_json(h2o_req_t *req, int status, const char *reason, const char *body, size_t len)
+{
+    static h2o_generator_t generator = {NULL, NULL};
+
     req->res.status = status;
     req->res.reason = reason;
-    req->res.content_length = len; /* h2o_send_inline leaves it unset, which would make HTTP/1 chunked */
+    req->res.content_length = len; /* h2o leaves it unset, which would make HTTP/1 chunked */
+    /* Draining: an answer to a request read before the drain began closes its HTTP/1 connection ("Connection: close")
+     * rather than invite a next request that would find the connection closed. */
+    if (req->conn->ctx->shutdown_requested)
+        req->http1_is_persistent = 0;
     h2o_add_header(&req->pool, &req->res.headers, H2O_TOKEN_CONTENT_TYPE, NULL, H2O_STRLIT("application/json"));
-    h2o_send_inline(req, body, len);
+    if (req->version >= 0x200 || len >= LARGE_ANSWER)
+        weir_conn_answer_started(req);
+    h2o_start_response(req, &generator);
+    if (h2o_memis(req->input.method.base, req->input.method.len, H2O_STRLIT("HEAD"))) {
+        h2o_send(req, NULL, 0, H2O_SEND_STATE_FINAL);
+    } else {
+        h2o_iovec_t buf = h2o_iovec_init(body, len);
+        h2o_send(req, &buf, 1, H2O_SEND_STATE_FINAL);
+    }
+}
+
+static int reserve_or_respond(h2o_req_t *req, size_t len)
+{
+    static const char BUSY[] = "{\"error\": \"too many large answers are waiting for their readers; try again later\"}";
+
+    if (len < LARGE_ANSWER || reserve(req, len) == 0)
+        return 0;
+    h2o_add_header(&req->pool, &req->res.headers, H2O_TOKEN_RETRY_AFTER, NULL, H2O_STRLIT("1"));
+    send_json(req, 503, "Service Unavailable", BUSY, sizeof(BUSY) - 1);
+    return -1;
+}
+
+void weir_respond_json_nocopy(h2o_req_t *req, int status, const char *reason, const char *body, size_t len)
+{
+    if (reserve_or_respond(req, len) != 0)
+        return;
+    send_json(req, status, reason, body, len);
+}
+
+void weir_respond_json(h2o_req_t *req, int status, const char *reason, const char *body, size_t len)
+{
+    if (reserve_or_respond(req, len) != 0)
+        return;
+    char *copy = h2o_mem_alloc_pool(&req->pool, len + 1);
+    memcpy(copy, body, len);
+    copy[len] = '\0';
+    send_json(req, status, reason, copy, len);
 }
 
 void weir_respond_error(h2o_req_t *req, int status, const char *reason, const char *message)
 {
-    h2o_iovec_t quoted;
-    if (weir_json_quote(&req->pool, message, strlen(message), &quoted) != 0)
-        quoted = h2o_iovec_init(H2O_STRLIT("\"invalid error message\""));
-    h2o_iovec_t body = h2o_concat(&req->pool, h2o_iovec_init(H2O_STRLIT("{\"error\": ")), quoted, h2o_iovec_init(H2O_STRLIT("}")));
-    weir_respond_json(req, status, reason, body.base, body.len);
+    h2o_iovec_t body;
+    if (weir_json_quote_wrapped(&req->pool, h2o_iovec_init(H2O_STRLIT("{\"error\": ")), message, strlen(message),
+                                h2o_iovec_init(H2O_STRLIT("}")), &body) != 0)
+        body = h2o_iovec_init(H2O_STRLIT("{\"error\": \"invalid error message\"}"));
+    weir_respond_json_nocopy(req, status, reason, body.base, body.len);
 }
 
 void weir_respond_method_not_allowed(h2o_req_t *req, const char *allow)
@@ -75,7 +157,28 @@ static yajl_gen thread_gen(void)
     return gen;
 }
 
-int weir_json_quote(h2o_mem_pool_t *pool, const char *s, size_t len, h2o_iovec_t *out)
+/* prefix + bytes + suffix, with a NUL after (not counted), in one allocation of @p pool */
+static h2o_iovec_t concat3(h2o_mem_pool_t *pool, h2o_iovec_t prefix, const void *bytes, size_t len, int quote, h2o_iovec_t suffix)
+{
+    size_t q = quote ? 1 : 0, total = prefix.len + q + len + q + suffix.len;
+    char *dst = h2o_mem_alloc_pool(pool, total + 1), *p = dst;
+
+    memcpy(p, prefix.base, prefix.len);
+    p += prefix.len;
+    if (quote)
+        *p++ = '"';
+    memcpy(p, bytes, len);
+    p += len;
+    if (quote)
+        *p++ = '"';
+    memcpy(p, suffix.base, suffix.len);
+    p += suffix.len;
+    *p = '\0'; /* as h2o_strdup leaves it */
+    return h2o_iovec_init(dst, total);
+}
+
+int weir_json_quote_wrapped(h2o_mem_pool_t *pool, h2o_iovec_t prefix, const char *s, size_t len, h2o_iovec_t suffix,
+                            h2o_iovec_t *out)
 {
     /* Beyond this, a grown buffer is given back rather than kept for the thread's next string. */
     static const size_t KEEP_BUFFER_MAX = 64 * 1024;
@@ -86,17 +189,12 @@ int weir_json_quote(h2o_mem_pool_t *pool, const char *s, size_t len, h2o_iovec_t
     if (!weir_utf8_is_valid(s, len))
         return -EILSEQ;
     /* Most strings need no escape (yajl escapes '"', '\\' and control characters, nothing else): quote them as they
-     * are, which is what yajl would write, without the generator's per-string resets. */
+     * are, which is what yajl would write, straight into the answer. */
     size_t i = 0;
     while (i < len && (unsigned char)s[i] >= 0x20 && s[i] != '"' && s[i] != '\\')
         ++i;
     if (i == len) {
-        char *dst = h2o_mem_alloc_pool(pool, len + 3);
-        dst[0] = '"';
-        memcpy(dst + 1, s, len);
-        dst[len + 1] = '"';
-        dst[len + 2] = '\0'; /* as h2o_strdup leaves it */
-        *out = h2o_iovec_init(dst, len + 2);
+        *out = concat3(pool, prefix, s, len, 1, suffix);
         return 0;
     }
     yajl_gen gen = thread_gen();
@@ -104,12 +202,17 @@ int weir_json_quote(h2o_mem_pool_t *pool, const char *s, size_t len, h2o_iovec_t
     yajl_gen_clear(gen);
     yajl_gen_string(gen, (const unsigned char *)s, len);
     yajl_gen_get_buf(gen, &buf, &buflen);
-    *out = h2o_strdup(pool, (const char *)buf, buflen);
+    *out = concat3(pool, prefix, buf, buflen, 0, suffix);
     if (buflen > KEEP_BUFFER_MAX) {
         yajl_gen_free(gen);
         pthread_setspecific(gen_key, NULL);
     }
     return 0;
+}
+
+int weir_json_quote(h2o_mem_pool_t *pool, const char *s, size_t len, h2o_iovec_t *out)
+{
+    return weir_json_quote_wrapped(pool, h2o_iovec_init("", 0), s, len, h2o_iovec_init("", 0), out);
 }
 
 int weir_query_param_or_respond(h2o_req_t *req, const char *name, h2o_iovec_t *value)

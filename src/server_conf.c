@@ -10,6 +10,8 @@
 
 #define DEFAULT_TIMEOUT_MS 10000
 #define DEFAULT_HTTP1_REQUEST_TIMEOUT_MS 60000
+#define DEFAULT_WRITE_TIMEOUT_MS 60000
+#define MAX_CONNECTIONS 10000000
 #define MAX_NUM_THREADS 1024
 
 void weir_server_conf_init(weir_server_conf_t *conf)
@@ -24,6 +26,22 @@ void weir_server_conf_init(weir_server_conf_t *conf)
      * a shorter timeout closes it in the middle of a long run, which they count as a failed request. */
     conf->http1_request_timeout_ms = DEFAULT_HTTP1_REQUEST_TIMEOUT_MS;
     conf->http2_idle_timeout_ms = DEFAULT_TIMEOUT_MS;
+    conf->write_timeout_ms = DEFAULT_WRITE_TIMEOUT_MS;
+    conf->limit_response_memory = WEIR_DEFAULT_LIMIT_RESPONSE_MEMORY;
+}
+
+size_t weir_server_default_max_connections(const weir_server_conf_t *conf, uint64_t nofile)
+{
+    uint64_t reserved = WEIR_RESERVED_FDS, per_thread = WEIR_RESERVED_FDS_PER_THREAD + conf->num_listeners;
+
+    for (size_t h = 0; h != conf->num_hosts; ++h)
+        for (size_t p = 0; p != conf->hosts[h].num_paths; ++p) {
+            const weir_path_conf_t *path = conf->hosts[h].paths + p;
+            if (path->module->fds_per_thread != NULL)
+                per_thread += path->module->fds_per_thread(path->settings);
+        }
+    reserved += per_thread * conf->num_threads;
+    return nofile > reserved ? (size_t)(nofile - reserved) : 1;
 }
 
 static void unknown_key(const weir_conf_pair_t *pair, weir_conf_errors_t *errs)
@@ -336,6 +354,13 @@ int weir_server_conf_parse(weir_server_conf_t *conf, const weir_conf_node_t *roo
             parse_seconds(value, &conf->http1_request_timeout_ms, errs);
         } else if (strcmp(key, "http2-idle-timeout") == 0) {
             parse_seconds(value, &conf->http2_idle_timeout_ms, errs);
+        } else if (strcmp(key, "write-timeout") == 0) {
+            parse_seconds(value, &conf->write_timeout_ms, errs);
+        } else if (strcmp(key, "max-connections") == 0) {
+            if (weir_conf_to_int64(value, 1, MAX_CONNECTIONS, &v, errs) == 0)
+                conf->max_connections = (uint64_t)v;
+        } else if (strcmp(key, "limit-response-memory") == 0) {
+            weir_conf_to_size(value, 1, UINT64_C(1) << 40, &conf->limit_response_memory, errs);
         } else if (strcmp(key, "hosts") == 0) {
             has_hosts = 1;
             parse_hosts(conf, value, errs);

@@ -5,10 +5,12 @@
  * write is the one that fails). The executable therefore provides uv_write itself -- libh2o's calls bind to this
  * definition -- and, when the write fails at once, delivers the callback with the error on the next loop iteration,
  * as libuv does for writes that fail later. libuv 1.34 (Ubuntu 20.04) never fails that way; this changes nothing there.
+ * The same override also tells a connection's record (src/conn.c) when its writes complete.
  */
 #include <stdlib.h>
 #include <uv.h>
 #include "weir/common.h"
+#include "weir/conn.h"
 
 typedef struct st_failed_write_t {
     uv_check_t check;
@@ -32,6 +34,8 @@ static void on_check(uv_check_t *check)
 
 int uv_write(uv_write_t *req, uv_stream_t *handle, const uv_buf_t bufs[], unsigned int nbufs, uv_write_cb cb)
 {
+    /* the connection's record watches its writes (conn.h: the write timeout) */
+    cb = weir__conn_write_start(handle, cb);
     int ret = uv_write2(req, handle, bufs, nbufs, NULL, cb);
     if (ret == 0 || cb == NULL)
         return ret;

@@ -2,7 +2,8 @@
  * @file cache.h
  * `/cache`: a key/value cache over HTTP.
  *
- * - `GET /cache?key=K` answers `200 {"data": "VALUE"}`, or `200 {"data": null}` when the key is absent or expired.
+ * - `GET /cache?key=K` answers `200 {"data": "VALUE"}`, or `200 {"data": null}` when the key is absent or expired;
+ *   `HEAD` answers the same without the body.
  * - `PUT /cache?key=K[&ttl=SECONDS]` stores the request body and answers `200 {"success": true}`.
  * - `DELETE /cache?key=K` answers `200 {"success": true, "deleted": true|false}`.
  *
@@ -114,6 +115,11 @@ typedef struct st_weir_cache_backend_vtable_t {
     /** Non-zero when every call completes (on_done is called) before get/set/del returns. */
     int completes_at_once;
     /**
+     * Non-zero when the backend keeps what it is given to set as it is and gives it back to get without a copy (in
+     * call->pool, by reference): the handler then stores each value as its whole JSON answer, built once at PUT.
+     */
+    int stores_replies;
+    /**
      * Starts the per-thread state of a worker whose loop is @p loop, from inside that thread (may be NULL).
      * @return 0 with *thread set, or a negative errno-style code.
      */
@@ -191,6 +197,13 @@ int weir_cache_memory_get(weir_cache_memory_t *m, const void *key, size_t key_le
  * counted in value->len).
  */
 int weir_cache_memory_get_pool(weir_cache_memory_t *m, const void *key, size_t key_len, h2o_mem_pool_t *pool, h2o_iovec_t *value);
+
+/**
+ * As weir_cache_memory_get, without a copy: @p value points at the stored value itself, and @p pool holds a reference
+ * to it (released when the pool is cleared), so the value stays valid as long as the pool even when the entry is
+ * replaced, evicted or expires meanwhile.
+ */
+int weir_cache_memory_get_shared(weir_cache_memory_t *m, const void *key, size_t key_len, h2o_mem_pool_t *pool, h2o_iovec_t *value);
 
 /** Removes @p key. @return 1 when a live entry was removed, 0 when there was none (or only an expired one). */
 int weir_cache_memory_del(weir_cache_memory_t *m, const void *key, size_t key_len);

@@ -32,6 +32,11 @@ typedef struct st_weir_module_t {
      * until the server exits). @return 0, or a negative errno-style code.
      */
     int (*register_handler)(h2o_pathconf_t *pathconf, const void *settings);
+    /**
+     * Descriptors that one worker thread of this path opens besides client connections (Redis connections,
+     * connections to an object store), for max-connections' default; may be NULL (none).
+     */
+    unsigned (*fds_per_thread)(const void *settings);
     /** Frees what parse_key allocated inside @p settings (not @p settings itself); may be NULL. */
     void (*dispose_settings)(void *settings);
 } weir_module_t;

@@ -11,10 +11,24 @@
 #include "weir/text.h"
 
 /**
- * Sends a complete response with Content-Type application/json and Content-Length.
- * The body is copied; the request may be gone when this returns.
+ * Sends a complete response with Content-Type application/json and Content-Length (no body for HEAD).
+ * The body is copied; the request may be gone when this returns. Answers of 16 KiB and more are held against the
+ * memory budget until the request is disposed; when it is spent, the answer is 503 `{"error": ...}` with
+ * `Retry-After: 1` instead.
  */
 void weir_respond_json(h2o_req_t *req, int status, const char *reason, const char *body, size_t len);
+
+/**
+ * As weir_respond_json without the copy: @p body must stay valid until the request is disposed (it lives in the
+ * request's pool, or the pool holds a reference to it).
+ */
+void weir_respond_json_nocopy(h2o_req_t *req, int status, const char *reason, const char *body, size_t len);
+
+/** Sets the memory budget of large answers (`limit-response-memory`, for the whole process). Default: unlimited. */
+void weir_respond_set_memory_budget(uint64_t bytes);
+
+/** Bytes of large answers held now. */
+uint64_t weir_respond_memory_in_use(void);
 
 /** Sends `{"error": MESSAGE}` (MESSAGE escaped) with @p status. */
 void weir_respond_error(h2o_req_t *req, int status, const char *reason, const char *message);
@@ -32,10 +46,14 @@ void weir_respond_not_found(h2o_req_t *req);
 int weir_path_is_exact(h2o_req_t *req);
 
 /**
- * Writes @p s as a quoted JSON string into @p pool.
+ * Writes @p s as a quoted JSON string into @p pool (NUL-terminated, the NUL not counted).
  * @return 0, or -EILSEQ when @p s is not valid UTF-8 (nothing written).
  */
 int weir_json_quote(h2o_mem_pool_t *pool, const char *s, size_t len, h2o_iovec_t *out);
+
+/** As weir_json_quote, between @p prefix and @p suffix, in one allocation: a whole answer built once. */
+int weir_json_quote_wrapped(h2o_mem_pool_t *pool, h2o_iovec_t prefix, const char *s, size_t len, h2o_iovec_t suffix,
+                            h2o_iovec_t *out);
 
 /**
  * Looks up query parameter @p name of @p req (weir_query_find; the value lives in the request's pool). Answers 400

@@ -45,9 +45,21 @@ typedef struct st_weir_server_conf_t {
     uint64_t graceful_shutdown_timeout_ms; /**< `graceful-shutdown-timeout` (seconds in YAML), default 10 s */
     uint64_t http1_request_timeout_ms;     /**< `http1-request-timeout` (seconds), default 60 s */
     uint64_t http2_idle_timeout_ms;        /**< `http2-idle-timeout` (seconds), default 10 s */
+    uint64_t write_timeout_ms;             /**< `write-timeout` (seconds): a client that reads nothing of its answers for
+                                                this long is disconnected; default 60 s */
+    uint64_t max_connections;              /**< `max-connections` (per process); 0: derived from the descriptor limit */
+    uint64_t limit_response_memory;        /**< `limit-response-memory`: bytes of large answers (16 KiB and more) that
+                                                may wait for their readers at once; beyond, 503; default 256 MiB */
     weir_host_conf_t *hosts;
     size_t num_hosts;
 } weir_server_conf_t;
+
+/** Default `limit-response-memory` (256 MiB). */
+#define WEIR_DEFAULT_LIMIT_RESPONSE_MEMORY (UINT64_C(256) << 20)
+/** Descriptors kept out of max-connections' default for the process itself (log files, config reads, stdio). */
+#define WEIR_RESERVED_FDS 64
+/** Descriptors kept out of max-connections' default for each worker thread (its loop's own, plus listeners). */
+#define WEIR_RESERVED_FDS_PER_THREAD 16
 
 /** Fills @p conf with the defaults and no listeners or hosts. */
 void weir_server_conf_init(weir_server_conf_t *conf);
@@ -65,6 +77,14 @@ int weir_server_conf_load(weir_server_conf_t *conf, const char *filename, weir_c
 
 /** Frees everything @p conf owns, including module settings. */
 void weir_server_conf_dispose(weir_server_conf_t *conf);
+
+/**
+ * The number of connections the server accepts at once when `max-connections` is not set: the descriptor limit
+ * @p nofile (RLIMIT_NOFILE) less what the process needs besides connections: WEIR_RESERVED_FDS, and per worker
+ * thread WEIR_RESERVED_FDS_PER_THREAD, one per listener and what each path's module says it opens (Redis
+ * connections, connections to the object store). At least 1.
+ */
+size_t weir_server_default_max_connections(const weir_server_conf_t *conf, uint64_t nofile);
 
 /**
  * Initialises @p gc (h2o_config_init) and fills it from @p conf: limits and timeouts, every host with its paths (each

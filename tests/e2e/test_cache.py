@@ -171,11 +171,13 @@ class ApiCases:
             for method in ("POST", "PATCH", "OPTIONS"):
                 status, headers, body = c.request(method, "?key=a", "v" if method != "OPTIONS" else None)
                 self.assertEqual(status, 405, method)
-                self.assertEqual(headers.get("allow"), "GET, PUT, DELETE")
+                self.assertEqual(headers.get("allow"), "GET, HEAD, PUT, DELETE")
                 self.assertIn("error", body)
-            status, headers, _ = curl(*c.flags, "-I", c.weir.url("/cache?key=a"))  # -I prints headers as the body
-            self.assertEqual(status, 405)
-            self.assertEqual(headers.get("allow"), "GET, PUT, DELETE")
+            # HEAD is GET without the body (the length is the GET's)
+            self.assertEqual(c.put("a", "head")[0], 200)
+            status, headers, body = curl(*c.flags, "-I", c.weir.url("/cache?key=a"))  # -I prints headers as the body
+            self.assertEqual(status, 200)
+            self.assertEqual(int(headers.get("content-length")), len(b'{"data": "head"}'))
             status, _, body = curl_json(*c.flags, c.weir.url("/cache/extra?key=a"))
             self.assertEqual(status, 404)
 

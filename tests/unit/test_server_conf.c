@@ -291,7 +291,7 @@ static void test_load_syntax_error(void **state)
 
 static void test_unknown_top_level_key(void **state)
 {
-    assert_errors(LISTEN_OK HOSTS_OK "max-connections: 10\n", "conf/x.yaml:8: unknown key \"max-connections\"", NULL);
+    assert_errors(LISTEN_OK HOSTS_OK "max-connection: 10\n", "conf/x.yaml:8: unknown key \"max-connection\"", NULL);
 }
 
 static void test_unknown_keys_at_every_level(void **state)

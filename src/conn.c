@@ -1,0 +1,471 @@
+/*
+ * Connection records, the HTTP/1 guard in front of h2o's parser, and the write watch (see conn.h).
+ */
+#include <assert.h>
+#include <errno.h>
+#include <string.h>
+#include <linux/sockios.h>
+#include <sys/ioctl.h>
+#include <sys/socket.h>
+#include <unistd.h>
+#include "weir/common.h"
+#include "weir/conn.h"
+#include "weir/respond.h"
+
+enum {
+    GUARD_UNKNOWN, /* h2o has not said what the connection speaks yet (TLS handshake) */
+    GUARD_HTTP1,   /* HTTP/1: h2o's reads go through the guard */
+    GUARD_OFF,     /* HTTP/2 (or the guard passed the stream on): h2o alone */
+    GUARD_REJECTED /* a request was rejected: everything the client sends now is dropped */
+};
+
+/* h2o's HTTP/1 read callback (static in libh2o), learnt from the first HTTP/1 connection. */
+static h2o_socket_cb http1_read_cb;
+static __thread weir_conn_registry_t *current;
+
+static const char REJECTED_REQUEST[] = "GET " WEIR_CONN_REJECTED_PATH " HTTP/1.1\r\nHost: weir\r\nConnection: close\r\n\r\n";
+
+/* ---- socket -> record ------------------------------------------------------------------------------------------ */
+
+static size_t hash_ptr(const void *p, size_t mask)
+{
+    uint64_t x = (uint64_t)(uintptr_t)p;
+    x ^= x >> 33;
+    x *= UINT64_C(0xff51afd7ed558ccd);
+    x ^= x >> 33;
+    return (size_t)x & mask;
+}
+
+static void map_insert(weir_conn_registry_t *reg, weir_conn_t *conn);
+
+static void map_grow(weir_conn_registry_t *reg)
+{
+    weir_conn_t **old = reg->map.slots;
+    size_t old_capacity = reg->map.capacity;
+
+    reg->map.capacity = old_capacity == 0 ? 64 : old_capacity * 2;
+    reg->map.slots = weir_calloc(reg->map.capacity, sizeof(reg->map.slots[0]));
+    reg->map.size = 0;
+    for (size_t i = 0; i != old_capacity; ++i)
+        if (old[i] != NULL)
+            map_insert(reg, old[i]);
+    free(old);
+}
+
+static void map_insert(weir_conn_registry_t *reg, weir_conn_t *conn)
+{
+    if ((reg->map.size + 1) * 2 > reg->map.capacity)
+        map_grow(reg);
+    size_t mask = reg->map.capacity - 1, i = hash_ptr(conn->sock, mask);
+    while (reg->map.slots[i] != NULL)
+        i = (i + 1) & mask;
+    reg->map.slots[i] = conn;
+    ++reg->map.size;
+}
+
+static weir_conn_t *map_find(weir_conn_registry_t *reg, const h2o_socket_t *sock)
+{
+    if (reg == NULL || reg->map.capacity == 0)
+        return NULL;
+    size_t mask = reg->map.capacity - 1;
+    for (size_t i = hash_ptr(sock, mask);; i = (i + 1) & mask) {
+        weir_conn_t *c = reg->map.slots[i];
+        if (c == NULL)
+            return NULL;
+        if (c->sock == sock)
+            return c;
+    }
+}
+
+/* Linear probing with backward-shift deletion: no tombstones. */
+static void map_remove(weir_conn_registry_t *reg, weir_conn_t *conn)
+{
+    size_t mask = reg->map.capacity - 1, i = hash_ptr(conn->sock, mask);
+    while (reg->map.slots[i] != conn) {
+        assert(reg->map.slots[i] != NULL);
+        i = (i + 1) & mask;
+    }
+    for (size_t j = (i + 1) & mask; reg->map.slots[j] != NULL; j = (j + 1) & mask) {
+        size_t home = hash_ptr(reg->map.slots[j]->sock, mask);
+        /* the entry at j may move to the hole at i when its home is not cyclically within (i, j] */
+        if (((j - home) & mask) >= ((j - i) & mask)) {
+            reg->map.slots[i] = reg->map.slots[j];
+            i = j;
+        }
+    }
+    reg->map.slots[i] = NULL;
+    --reg->map.size;
+}
+
+/* ---- registry -------------------------------------------------------------------------------------------------- */
+
+void weir_conn_registry_init(weir_conn_registry_t *reg, uv_loop_t *loop, uint64_t max_body, weir_conn_closed_cb on_closed)
+{
+    memset(reg, 0, sizeof(*reg));
+    reg->loop = loop;
+    reg->max_body = max_body;
+    reg->on_closed = on_closed;
+    h2o_linklist_init_anchor(&reg->conns);
+    h2o_linklist_init_anchor(&reg->busy);
+}
+
+void weir_conn_registry_dispose(weir_conn_registry_t *reg)
+{
+    assert(reg->num_conns == 0);
+    free(reg->map.slots);
+    if (current == reg)
+        current = NULL;
+    memset(reg, 0, sizeof(*reg));
+}
+
+void weir_conn_registry_set_current(weir_conn_registry_t *reg)
+{
+    current = reg;
+}
+
+/* Bytes written to the socket that its peer has not acknowledged yet (the kernel's send queue). */
+static size_t unacked_output(weir_conn_t *conn)
+{
+    int n = 0, fd = h2o_socket_get_fd(conn->sock);
+    if (fd < 0 || conn->handle.stream.type != UV_TCP || ioctl(fd, SIOCOUTQ, &n) != 0 || n < 0)
+        return 0;
+    return (size_t)n;
+}
+
+/* A connection is busy while answers are started, a write is in flight, or the kernel still holds what weir wrote:
+ * the write timeout watches it for progress. */
+static void set_busy(weir_conn_t *conn)
+{
+    int busy = conn->answers != 0 || conn->writing || conn->unacked != 0;
+    if (busy && !h2o_linklist_is_linked(&conn->busy_link)) {
+        conn->busy_since = uv_now(conn->registry->loop);
+        h2o_linklist_insert(&conn->registry->busy, &conn->busy_link);
+    } else if (!busy && h2o_linklist_is_linked(&conn->busy_link)) {
+        h2o_linklist_unlink(&conn->busy_link);
+    }
+}
+
+static void on_handle_closed(uv_handle_t *handle)
+{
+    weir_conn_t *conn = (weir_conn_t *)handle;
+    weir_conn_registry_t *reg = conn->registry;
+
+    map_remove(reg, conn);
+    h2o_linklist_unlink(&conn->link);
+    if (h2o_linklist_is_linked(&conn->busy_link))
+        h2o_linklist_unlink(&conn->busy_link);
+    if (conn->held != NULL)
+        h2o_buffer_dispose(&conn->held);
+    --reg->num_conns;
+    if (reg->on_closed != NULL)
+        reg->on_closed(reg, conn);
+    free(conn);
+}
+
+static weir_conn_t *create_record(weir_conn_registry_t *reg, void *owner)
+{
+    weir_conn_t *conn = weir_calloc(1, sizeof(*conn));
+    conn->registry = reg;
+    conn->owner = owner;
+    weir_http1_guard_init(&conn->guard, reg->max_body);
+    return conn;
+}
+
+static void attach(weir_conn_registry_t *reg, weir_conn_t *conn)
+{
+    conn->sock = h2o_uv_socket_create(&conn->handle.stream, on_handle_closed);
+    map_insert(reg, conn);
+    h2o_linklist_insert(&reg->conns, &conn->link);
+    ++reg->num_conns;
+}
+
+static void free_unattached(uv_handle_t *handle)
+{
+    free(handle);
+}
+
+weir_conn_t *weir_conn_open_tcp(weir_conn_registry_t *reg, int fd, void *owner, int *err)
+{
+    weir_conn_t *conn = create_record(reg, owner);
+
+    uv_tcp_init(reg->loop, &conn->handle.tcp);
+    if ((*err = uv_tcp_open(&conn->handle.tcp, fd)) != 0) {
+        close(fd);
+        uv_close((uv_handle_t *)&conn->handle, free_unattached);
+        return NULL;
+    }
+    uv_tcp_nodelay(&conn->handle.tcp, 1);
+    attach(reg, conn);
+    return conn;
+}
+
+weir_conn_t *weir_conn_open_unix(weir_conn_registry_t *reg, int fd, void *owner, int *err)
+{
+    weir_conn_t *conn = create_record(reg, owner);
+
+    uv_pipe_init(reg->loop, &conn->handle.pipe, 0);
+    if ((*err = uv_pipe_open(&conn->handle.pipe, fd)) != 0) {
+        close(fd);
+        uv_close((uv_handle_t *)&conn->handle, free_unattached);
+        return NULL;
+    }
+    attach(reg, conn);
+    return conn;
+}
+
+weir_conn_t *weir_conn_of_req(h2o_req_t *req)
+{
+    h2o_socket_t *sock = req->conn->callbacks->get_socket != NULL ? req->conn->callbacks->get_socket(req->conn) : NULL;
+    return sock != NULL ? map_find(current, sock) : NULL;
+}
+
+size_t weir_conn_pending_input(weir_conn_t *conn)
+{
+    int n = 0;
+    int fd = h2o_socket_get_fd(conn->sock);
+    if (fd < 0 || ioctl(fd, FIONREAD, &n) != 0 || n < 0)
+        n = 0;
+    return (size_t)n + (conn->held != NULL ? conn->held->size : 0);
+}
+
+void weir_conn_abort(weir_conn_t *conn)
+{
+    int fd = h2o_socket_get_fd(conn->sock);
+    if (fd >= 0) {
+        /* A reset rather than a FIN: the kernel drops what the client never read instead of keeping it. Reading and
+         * writing then fail, and h2o closes the connection on its own error path. */
+        struct linger lg = {.l_onoff = 1, .l_linger = 0};
+        setsockopt(fd, SOL_SOCKET, SO_LINGER, &lg, sizeof(lg));
+        shutdown(fd, SHUT_RDWR);
+    }
+}
+
+/* ---- answers and writes ---------------------------------------------------------------------------------------- */
+
+typedef struct st_answer_t {
+    weir_conn_t *conn;
+} answer_t;
+
+static void on_answer_disposed(void *_answer)
+{
+    answer_t *answer = _answer;
+    /* The request pool is cleared when h2o disposes of the request, which is before the connection is closed (the
+     * record outlives every request of its connection). */
+    weir_conn_t *conn = answer->conn;
+    assert(conn->answers != 0);
+    --conn->answers;
+    set_busy(conn);
+}
+
+void weir_conn_answer_started(h2o_req_t *req)
+{
+    weir_conn_t *conn = weir_conn_of_req(req);
+    if (conn == NULL)
+        return;
+    answer_t *answer = h2o_mem_alloc_shared(&req->pool, sizeof(*answer), on_answer_disposed);
+    answer->conn = conn;
+    ++conn->answers;
+    set_busy(conn);
+}
+
+static void on_write_done(uv_write_t *wreq, int status)
+{
+    weir_conn_t *conn = (weir_conn_t *)wreq->handle;
+    uv_write_cb cb = conn->write_cb;
+
+    conn->writing = 0;
+    conn->busy_since = uv_now(conn->registry->loop);
+    conn->unacked = status == 0 ? unacked_output(conn) : 0;
+    set_busy(conn);
+    cb(wreq, status);
+}
+
+uv_write_cb weir__conn_write_start(uv_stream_t *stream, uv_write_cb cb)
+{
+    weir_conn_t *conn = stream->data != NULL ? map_find(current, stream->data) : NULL;
+    if (conn == NULL || &conn->handle.stream != stream || cb == NULL || conn->writing)
+        return cb;
+    conn->write_cb = cb;
+    conn->writing = 1;
+    set_busy(conn);
+    return on_write_done;
+}
+
+size_t weir_conn_registry_sweep(weir_conn_registry_t *reg, uint64_t write_timeout_ms)
+{
+    uint64_t now = uv_now(reg->loop);
+    size_t aborted = 0;
+
+    for (h2o_linklist_t *l = reg->busy.next; l != &reg->busy;) {
+        weir_conn_t *conn = H2O_STRUCT_FROM_MEMBER(weir_conn_t, busy_link, l);
+        l = l->next;
+        /* A long write in flight progresses as libuv's queue shrinks, without completing; what was written progresses
+         * as the peer acknowledges it. */
+        size_t queued = conn->handle.stream.write_queue_size, unacked = conn->unacked != 0 ? unacked_output(conn) : 0;
+        if (queued < conn->last_queue_size || unacked < conn->unacked)
+            conn->busy_since = now;
+        conn->last_queue_size = queued;
+        conn->unacked = unacked;
+        set_busy(conn);
+        if (!h2o_linklist_is_linked(&conn->busy_link))
+            continue;
+        if (now - conn->busy_since >= write_timeout_ms) {
+            weir_conn_abort(conn);
+            conn->busy_since = now; /* aborted once; h2o closes it on its next read or write */
+            ++aborted;
+        }
+    }
+    return aborted;
+}
+
+/* ---- the HTTP/1 guard ------------------------------------------------------------------------------------------ */
+
+/* Appends @p len bytes to @p buf (h2o's input, or the held bytes). */
+static void buffer_append(h2o_buffer_t **buf, const void *src, size_t len)
+{
+    if (len == 0)
+        return;
+    h2o_iovec_t dst = h2o_buffer_reserve(buf, len);
+    memcpy(dst.base, src, len);
+    (*buf)->size += len;
+}
+
+/* The request the guard rejected becomes a request for WEIR_CONN_REJECTED_PATH, answered by weir_conn_respond_rejected;
+ * whatever the client sends from now on is dropped. */
+static void reject(weir_conn_t *conn)
+{
+    h2o_buffer_t **input = &conn->sock->input;
+
+    conn->guard_mode = GUARD_REJECTED;
+    if (conn->held != NULL)
+        h2o_buffer_consume(&conn->held, conn->held->size);
+    buffer_append(input, REJECTED_REQUEST, sizeof(REJECTED_REQUEST) - 1);
+}
+
+/*
+ * Validates the @p n bytes that h2o has just appended to its socket's input, and leaves in the input only what the
+ * guard released: h2o's input then ends with released bytes, and the record holds the bytes after them.
+ */
+static void guard_new_bytes(weir_conn_t *conn, size_t n)
+{
+    h2o_buffer_t **input = &conn->sock->input;
+    weir_http1_guard_t *g = &conn->guard;
+
+    if (n > (*input)->size)
+        n = (*input)->size;
+    if (conn->guard_mode == GUARD_REJECTED) {
+        (*input)->size -= n;
+        return;
+    }
+    const char *bytes = (*input)->bytes + (*input)->size - n;
+    size_t held = conn->held != NULL ? conn->held->size : 0;
+
+    if (held == 0) {
+        /* Usually whole requests arrive: validated where they are, nothing is copied. */
+        uint64_t start = g->offset;
+        weir_http1_guard_status_t st = weir_http1_guard_feed(g, bytes, n);
+        switch (st) {
+        case WEIR_HTTP1_GUARD_PASS:
+            conn->guard_mode = GUARD_OFF;
+            return;
+        case WEIR_HTTP1_GUARD_ERROR:
+            (*input)->size -= (size_t)(start + n - g->released);
+            reject(conn);
+            return;
+        default:
+            break;
+        }
+        size_t keep = (size_t)(start + n - g->released);
+        if (keep != 0) {
+            if (conn->held == NULL)
+                h2o_buffer_init(&conn->held, &h2o_socket_buffer_prototype);
+            buffer_append(&conn->held, (*input)->bytes + (*input)->size - keep, keep);
+            (*input)->size -= keep;
+        }
+        return;
+    }
+
+    /* Some bytes are held already: the new ones join them, and what the guard releases goes to h2o, in order. */
+    uint64_t held_start = g->released; /* stream offset of the first held byte */
+    buffer_append(&conn->held, bytes, n);
+    (*input)->size -= n;
+    weir_http1_guard_status_t st = weir_http1_guard_feed(g, conn->held->bytes + held, n);
+    size_t release = (size_t)(g->released - held_start);
+    buffer_append(input, conn->held->bytes, release);
+    h2o_buffer_consume(&conn->held, release);
+    if (st == WEIR_HTTP1_GUARD_PASS) {
+        conn->guard_mode = GUARD_OFF;
+        buffer_append(input, conn->held->bytes, conn->held->size);
+        h2o_buffer_consume(&conn->held, conn->held->size);
+    } else if (st == WEIR_HTTP1_GUARD_ERROR) {
+        reject(conn);
+    }
+}
+
+static void on_guarded_read(h2o_socket_t *sock, const char *err)
+{
+    weir_conn_t *conn = map_find(current, sock);
+
+    assert(conn != NULL);
+    if (err == NULL && sock->bytes_read != 0 && conn->guard_mode != GUARD_OFF)
+        guard_new_bytes(conn, sock->bytes_read);
+    conn->read_cb(sock, err);
+}
+
+h2o_socket_cb weir__conn_read_start(h2o_socket_t *sock, h2o_socket_cb cb)
+{
+    weir_conn_t *conn = map_find(current, sock);
+
+    if (conn == NULL || cb == NULL || (conn->guard_mode != GUARD_HTTP1 && conn->guard_mode != GUARD_REJECTED))
+        return cb;
+    /* The first read libh2o starts on a connection it has just accepted as HTTP/1 is its request reader (static in
+     * libh2o, so learnt here); other reads on an HTTP/1 connection (TLS shutdown) are left alone. */
+    h2o_socket_cb reader = __atomic_load_n(&http1_read_cb, __ATOMIC_RELAXED);
+    if (reader == NULL) {
+        __atomic_store_n(&http1_read_cb, cb, __ATOMIC_RELAXED);
+        reader = cb;
+    }
+    if (cb != reader)
+        return cb;
+    conn->read_cb = cb;
+    return on_guarded_read;
+}
+
+void weir__conn_http1_accept(h2o_socket_t *sock)
+{
+    weir_conn_t *conn = map_find(current, sock);
+    if (conn == NULL)
+        return;
+    conn->guard_mode = GUARD_HTTP1;
+    /* Bytes already in the input (decoded with the end of a TLS handshake) are read by h2o as soon as it starts: they
+     * are validated now. */
+    if (conn->sock->input->size != 0)
+        guard_new_bytes(conn, conn->sock->input->size);
+}
+
+void weir__conn_http2_accept(h2o_socket_t *sock)
+{
+    weir_conn_t *conn = map_find(current, sock);
+    if (conn != NULL && conn->guard_mode != GUARD_REJECTED) {
+        conn->guard_mode = GUARD_OFF;
+        if (conn->held != NULL && conn->held->size != 0) {
+            buffer_append(&conn->sock->input, conn->held->bytes, conn->held->size);
+            h2o_buffer_consume(&conn->held, conn->held->size);
+        }
+    }
+}
+
+int weir_conn_respond_rejected(h2o_req_t *req)
+{
+    static const char PATH[] = WEIR_CONN_REJECTED_PATH;
+
+    if (req->version >= 0x200 || !h2o_memis(req->path.base, req->path.len, PATH, sizeof(PATH) - 1))
+        return 0;
+    weir_conn_t *conn = weir_conn_of_req(req);
+    if (conn == NULL || conn->guard_mode != GUARD_REJECTED)
+        return 0;
+    req->http1_is_persistent = 0;
+    int status = conn->guard.error_status;
+    weir_respond_error(req, status, weir_http1_guard_reason(status), conn->guard.error);
+    return 1;
+}
