@@ -11,7 +11,10 @@ test's own; temporary files that are always removed.
     redis.py   RedisServer (and RESP helpers)
     tmp.py     temp_dir(), temp_file(), cleanup(): removed at the end of the case, pass or fail
 
-Every public name is importable from the package itself (`from weirtest import Weir, Config, curl`)."""
+Every public name is importable from the package itself (`from weirtest import Weir, Config, curl`).
+
+Make temporary files and directories with temp_dir() or temp_file() (Weir, make_cert and RedisServer do): run_case.py
+gives each case a TMPDIR of its own and fails the case when anything is left there, such as a tempfile.mkdtemp()."""
 
 from .config import BASIC_CONFIG, Config, scalar
 from .http1 import HTTP1Conn, HTTP1Response, http1, raw_request
