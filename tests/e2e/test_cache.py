@@ -5,17 +5,14 @@ with other Redis clients, Redis killed and restarted, a slow Redis, early client
 Each test_ method is its own ctest entry; a method of ApiCases runs once per backend class."""
 
 import json
-import os
 import socket
 import subprocess
-import tempfile
 import threading
 import time
 import unittest
 import urllib.parse
 
-from weirtest import WEIR_BIN, Weir, curl, curl_json, require
-from redisfix import RedisServer
+from weirtest import WEIR_BIN, Config, RedisServer, Weir, curl, curl_json, require, temp_file
 
 PROTOCOLS = {"http1": ["--http1.1"], "h2c": ["--http2-prior-knowledge"]}
 
@@ -24,9 +21,8 @@ MAX_VALUE = 1024
 
 
 def config(cache_keys, threads=2):
-    lines = "".join("        %s\n" % line for line in cache_keys)
-    return ("listen:\n  port: 0\n  host: 127.0.0.1\nnum-threads: %d\nhosts:\n  default:\n    paths:\n      /cache:\n%s"
-            % (threads, lines))
+    """One listener and /cache with cache_keys ({"cache.backend": "memory", ...})."""
+    return Config(threads=threads).listen().path("/cache", cache_keys)
 
 
 def q(key):
@@ -43,17 +39,13 @@ class Client:
 
     def request(self, method, query, body=None, extra=()):
         args = list(self.flags) + ["-X", method] + list(extra)
-        tmp = None
-        if body is not None:
-            tmp = tempfile.NamedTemporaryFile(delete=False)
-            tmp.write(body if isinstance(body, bytes) else body.encode("utf-8"))
-            tmp.close()
-            args += ["--data-binary", "@" + tmp.name, "-H", "Content-Type: application/octet-stream"]
-        try:
-            status, headers, raw = curl(*(args + [self.weir.url("/cache" + query)]))
-        finally:
-            if tmp:
-                os.unlink(tmp.name)
+        url = self.weir.url("/cache" + query)
+        if body is None:
+            status, headers, raw = curl(*(args + [url]))
+        else:
+            with temp_file(body if isinstance(body, bytes) else body.encode("utf-8")) as path:
+                args += ["--data-binary", "@" + path, "-H", "Content-Type: application/octet-stream"]
+                status, headers, raw = curl(*(args + [url]))
         expected_version = "2" if self.proto == "h2c" else "1.1"
         assert headers["_version"] == expected_version, headers
         if raw:
@@ -204,8 +196,8 @@ class ApiCases:
 
 class MemoryBackend(ApiCases, unittest.TestCase):
     def setUp(self):
-        self.weir = Weir(config(["cache.backend: memory", "cache.max-key-size: %d" % MAX_KEY,
-                                 "cache.max-value-size: %d" % MAX_VALUE, "cache.memory.max-bytes: 4M"]))
+        self.weir = Weir(config({"cache.backend": "memory", "cache.max-key-size": MAX_KEY,
+                                 "cache.max-value-size": MAX_VALUE, "cache.memory.max-bytes": "4M"}))
         self.weir.start()
 
     def tearDown(self):
@@ -221,7 +213,7 @@ class MemoryBackend(ApiCases, unittest.TestCase):
                 self.assertEqual(Client(self.weir, proto).get("shared-%d" % i)[::2], (200, {"data": str(i)}))
 
     def test_memory_is_the_default(self):
-        with Weir(config(["cache.max-key-size: 64"], threads=1)) as w:
+        with Weir(config({"cache.max-key-size": 64}, threads=1)) as w:
             c = Client(w, "http1")
             self.assertEqual(c.put("k", "v")[0], 200)
             self.assertEqual(c.get("k")[::2], (200, {"data": "v"}))
@@ -230,8 +222,8 @@ class MemoryBackend(ApiCases, unittest.TestCase):
 class MemoryEviction(unittest.TestCase):
     def test_memory_evicts_least_recently_used(self):
         # 64 KiB over 8 shards of 8 KiB: about 7 entries of 1 KiB per shard.
-        with Weir(config(["cache.max-key-size: 16", "cache.max-value-size: 1024",
-                          "cache.memory.max-bytes: 65536"])) as w:
+        with Weir(config({"cache.max-key-size": 16, "cache.max-value-size": 1024,
+                          "cache.memory.max-bytes": 65536})) as w:
             c = Client(w, "http1")
             for i in range(200):
                 self.assertEqual(c.put("e%d" % i, "%04d" % i + "x" * 996)[0], 200)
@@ -245,15 +237,15 @@ class MemoryEviction(unittest.TestCase):
             self.assertEqual(c.get("e1")[::2], (200, {"data": None}))
 
     def test_memory_config_errors(self):
-        bad = Weir(config(["cache.memory.max-bytes: 1000"]))
+        bad = Weir(config({"cache.memory.max-bytes": 1000}))
         proc = subprocess.run([WEIR_BIN, "-t", "-c", bad.config_path],
                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, timeout=30)
         self.assertNotEqual(proc.returncode, 0)
         self.assertIn("cache.memory.max-bytes", proc.stderr)
-        for keys, needle in ((["cache.backend: disk"], "memory or redis"),
-                             (["cache.redis.url: http://x"], "Redis URL"),
-                             (["cache.redis.pool: 0"], "cache.redis.pool"),
-                             (["cache.max-key-size: 0"], "cache.max-key-size")):
+        for keys, needle in (({"cache.backend": "disk"}, "memory or redis"),
+                             ({"cache.redis.url": "http://x"}, "Redis URL"),
+                             ({"cache.redis.pool": 0}, "cache.redis.pool"),
+                             ({"cache.max-key-size": 0}, "cache.max-key-size")):
             bad = Weir(config(keys))
             proc = subprocess.run([WEIR_BIN, "-t", "-c", bad.config_path],
                                   stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, timeout=30)
@@ -262,10 +254,12 @@ class MemoryEviction(unittest.TestCase):
             self.assertIn("server.yaml:", proc.stderr, keys)
 
 
-def redis_config(redis, extra=(), timeout=500, url=None):
-    return config(["cache.backend: redis", "cache.redis.url: %s" % (url or redis.url + "/0"),
-                   "cache.redis.pool: 2", "cache.redis.timeout: %d" % timeout, 'cache.redis.prefix: "weir:"',
-                   "cache.max-key-size: %d" % MAX_KEY, "cache.max-value-size: %d" % MAX_VALUE] + list(extra))
+def redis_config(redis, extra=None, timeout=500, url=None):
+    keys = {"cache.backend": "redis", "cache.redis.url": url or redis.url + "/0", "cache.redis.pool": 2,
+            "cache.redis.timeout": timeout, "cache.redis.prefix": "weir:", "cache.max-key-size": MAX_KEY,
+            "cache.max-value-size": MAX_VALUE}
+    keys.update(extra or {})
+    return config(keys)
 
 
 def wait_for(predicate, timeout):

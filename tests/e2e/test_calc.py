@@ -2,7 +2,6 @@
 that leave mid-calculation, and that the worker loops keep serving /upload while /calc keeps the CPUs busy."""
 
 import subprocess
-import tempfile
 import time
 import unittest
 
@@ -12,16 +11,14 @@ from weirtest import Weir, curl, curl_json
 MAX_N = 10000000
 
 
-def make_config(n=None, max_n=MAX_N, tls_dir=None, slots=5, dmin=100, dmax=200):
-    listen = "listen:\n  - port: 0\n    host: 127.0.0.1\n"
-    if tls_dir is not None:
-        cert, key = wt.make_cert(tls_dir)
-        listen += ("  - port: 0\n    host: 127.0.0.1\n    ssl:\n      certificate-file: %s\n      key-file: %s\n"
-                   % (cert, key))
-    calc = "      /calc:\n" + ("        calc.n: %d\n" % n if n is not None else "") + "        calc.max-n: %d\n" % max_n
-    return listen + ("num-threads: 2\nhosts:\n  default:\n    paths:\n" + calc +
-                     "      /upload:\n        upload.concurrency: %d\n        upload.delay-min: %d\n"
-                     "        upload.delay-max: %d\n" % (slots, dmin, dmax))
+def make_config(n=None, max_n=MAX_N, tls=False, slots=5, dmin=100, dmax=200):
+    calc = {"calc.n": n} if n is not None else {}
+    calc["calc.max-n"] = max_n
+    config = wt.Config(threads=2).listen()
+    if tls:
+        config.listen_tls()
+    return (config.path("/calc", calc)
+            .path("/upload", {"upload.concurrency": slots, "upload.delay-min": dmin, "upload.delay-max": dmax}))
 
 
 def sum_squares(n):
@@ -85,8 +82,7 @@ class CalcTest(unittest.TestCase):
                 st = h.response(sid, timeout=60)
                 self.assertEqual((st.status, st.body), (200, body_for(n)), "n=%d" % n)
             h.close()
-            wt.require("h2load")
-            proc = wt.run(["h2load", "-n", "60", "-c", "4", "-m", "8", w.url("/calc?n=300000")], timeout=120)
+            proc = wt.h2load("-n", "60", "-c", "4", "-m", "8", w.url("/calc?n=300000"), timeout=120)
             self.assertRegex(proc.stdout, r"status codes: 60 2xx")
 
     def test_bad_n(self):
@@ -165,9 +161,8 @@ class CalcTest(unittest.TestCase):
                 self.assertIn("error", r.json())
 
     def test_h2c_and_tls(self):
-        tmp = tempfile.mkdtemp(prefix="weir-e2e-")
         n = 5000000
-        with Weir(make_config(tls_dir=tmp), directory=tmp) as w:
+        with Weir(make_config(tls=True)) as w:
             status, headers, body = curl("--http2-prior-knowledge", w.url("/calc?n=%d" % n))
             self.assertEqual((status, headers["_version"], body), (200, "2", body_for(n)))
             status, headers, body = curl("--http2", "-k", w.url("/calc?n=%d" % n, 1))

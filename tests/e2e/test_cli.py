@@ -5,7 +5,6 @@ import os
 import re
 import socket
 import subprocess
-import tempfile
 import textwrap
 import time
 import unittest
@@ -41,7 +40,8 @@ def run_weir(args, timeout=30):
 
 class CliTest(unittest.TestCase):
     def setUp(self):
-        self.tmp = tempfile.mkdtemp(prefix="weir-cli-")
+        self.tmp = wt.temp_dir("weir-cli-")
+        self.addCleanup(wt.tmp.remove, self.tmp)
 
     def write(self, text, name="server.yaml"):
         path = os.path.join(self.tmp, name)

@@ -5,7 +5,6 @@ connections reset by their clients do not leak file descriptors."""
 import os
 import re
 import socket
-import tempfile
 import time
 import unittest
 
@@ -13,22 +12,22 @@ import weirtest as wt
 from weirtest import Weir, curl, curl_json
 
 
-def make_config(tls_dir=None, extra="", hosts_extra="", dmin=20, dmax=40):
-    listen = "listen:\n  - port: 0\n    host: 127.0.0.1\n"
-    if tls_dir is not None:
-        cert, key = wt.make_cert(tls_dir)
-        listen += ("  - port: 0\n    host: 127.0.0.1\n    ssl:\n      certificate-file: %s\n      key-file: %s\n"
-                   % (cert, key))
-    return listen + ("num-threads: 2\n%s"
-                     "hosts:\n  default:\n    paths:\n"
-                     "      /upload:\n        upload.concurrency: 5\n        upload.delay-min: %d\n"
-                     "        upload.delay-max: %d\n"
-                     "      /calc:\n        calc.n: 10\n%s" % (extra, dmin, dmax, hosts_extra))
+def make_config(tls=False, settings=(), hosts=(), dmin=20, dmax=40):
+    """settings: more top-level (key, value) pairs; hosts: more (host, path, keys) after the default host."""
+    config = wt.Config(threads=2).listen()
+    if tls:
+        config.listen_tls()
+    for key, value in settings:
+        config.set(key, value)
+    config.path("/upload", {"upload.concurrency": 5, "upload.delay-min": dmin, "upload.delay-max": dmax})
+    config.path("/calc", {"calc.n": 10})
+    for host, path, keys in hosts:
+        config.path(path, keys, host=host)
+    return config
 
 
 def tls_weir(**kw):
-    tmp = tempfile.mkdtemp(prefix="weir-e2e-")
-    return Weir(make_config(tls_dir=tmp, **kw), directory=tmp)
+    return Weir(make_config(tls=True, **kw))
 
 
 NOT_FOUND = {"error": "not found"}
@@ -166,14 +165,14 @@ class ProtocolsTest(unittest.TestCase):
     def test_h2c_prior_knowledge_h2load(self):
         wt.require("h2load")
         with Weir(make_config()) as w:
-            proc = wt.run(["h2load", "-n", "100", "-c", "4", "-m", "4", w.url("/calc?n=1000")], timeout=120)
+            proc = wt.h2load("-n", "100", "-c", "4", "-m", "4", w.url("/calc?n=1000"), timeout=120)
             self.assertIn("Application protocol: h2c", proc.stdout)
             self.assertRegex(proc.stdout, r"requests: 100 total, 100 started, 100 done, 100 succeeded")
             self.assertRegex(proc.stdout, r"status codes: 100 2xx")
             data = os.path.join(w.tmp, "body.bin")
             with open(data, "wb") as f:
                 f.write(b"x" * 1000)
-            proc = wt.run(["h2load", "-n", "20", "-c", "4", "-m", "4", "-d", data, w.url("/upload")], timeout=120)
+            proc = wt.h2load("-n", "20", "-c", "4", "-m", "4", "-d", data, w.url("/upload"), timeout=120)
             self.assertRegex(proc.stdout, r"status codes: 20 2xx")
             # and our own client: several streams on one connection
             h = wt.H2Client(w.port)
@@ -196,7 +195,7 @@ class ProtocolsTest(unittest.TestCase):
     def test_tls_alpn_h2_h2load(self):
         wt.require("h2load")
         with tls_weir() as w:
-            proc = wt.run(["h2load", "-n", "100", "-c", "4", "-m", "4", w.url("/calc?n=1000", 1)], timeout=120)
+            proc = wt.h2load("-n", "100", "-c", "4", "-m", "4", w.url("/calc?n=1000", 1), timeout=120)
             self.assertRegex(proc.stdout, r"Application protocol: h2\b")
             self.assertRegex(proc.stdout, r"status codes: 100 2xx")
             # ALPN offers both, prefers h2
@@ -255,8 +254,7 @@ class ProtocolsTest(unittest.TestCase):
                     h.close()
 
     def test_unknown_host_falls_back_to_default(self):
-        other = "  other.example:\n    paths:\n      /calc:\n        calc.n: 20\n"
-        with Weir(make_config(hosts_extra=other)) as w:
+        with Weir(make_config(hosts=[("other.example", "/calc", {"calc.n": 20})])) as w:
             def calc(host):
                 return wt.http1(w.port, "GET", "/calc", headers=[("Host", host)])
 
@@ -279,11 +277,11 @@ class ProtocolsTest(unittest.TestCase):
 
     # --- access log --------------------------------------------------------------------------------------------
     def test_access_log_combined_format(self):
-        tmp = tempfile.mkdtemp(prefix="weir-e2e-")
+        tmp = wt.temp_dir()
         log = os.path.join(tmp, "access.log")
         combined = re.compile(r'^(\S+) (\S+) (\S+) \[(\d{2}/\w{3}/\d{4}:\d{2}:\d{2}:\d{2} [+-]\d{4})\] '
                               r'"([^"]*)" (\d{3}) (\d+|-) "([^"]*)" "([^"]*)"$')
-        with Weir(make_config(extra="access-log: %s\n" % log, dmin=300, dmax=300), directory=tmp) as w:
+        with Weir(make_config(settings=[("access-log", log)], dmin=300, dmax=300), directory=tmp) as w:
             wt.http1(w.port, "GET", "/calc?n=3", headers=[("User-Agent", "weir-e2e/1.0"),
                                                            ("Referer", "http://ref.example/page")])
             h = wt.H2Client(w.port)

@@ -4,7 +4,6 @@ bounds the whole drain; SIGHUP is ignored."""
 
 import signal
 import socket
-import tempfile
 import time
 import unittest
 
@@ -14,17 +13,16 @@ from weirtest import Weir
 SUCCESS = b'{"success": true}'
 
 
-def make_config(slots=10, dmin=1000, dmax=1000, grace=20, tls_dir=None, extra=""):
-    listen = "listen:\n  - port: 0\n    host: 127.0.0.1\n"
-    if tls_dir is not None:
-        cert, key = wt.make_cert(tls_dir)
-        listen += ("  - port: 0\n    host: 127.0.0.1\n    ssl:\n      certificate-file: %s\n      key-file: %s\n"
-                   % (cert, key))
-    return listen + ("num-threads: 2\ngraceful-shutdown-timeout: %d\n%s"
-                     "hosts:\n  default:\n    paths:\n"
-                     "      /upload:\n        upload.concurrency: %d\n        upload.delay-min: %d\n"
-                     "        upload.delay-max: %d\n"
-                     "      /calc:\n        calc.n: 10\n" % (grace, extra, slots, dmin, dmax))
+def make_config(slots=10, dmin=1000, dmax=1000, grace=20, tls=False, settings=()):
+    """settings: more top-level (key, value) pairs."""
+    config = wt.Config(threads=2).listen()
+    if tls:
+        config.listen_tls()
+    config.set("graceful-shutdown-timeout", grace)
+    for key, value in settings:
+        config.set(key, value)
+    return (config.path("/upload", {"upload.concurrency": slots, "upload.delay-min": dmin, "upload.delay-max": dmax})
+            .path("/calc", {"calc.n": 10}))
 
 
 class ShutdownTest(unittest.TestCase):
@@ -101,9 +99,8 @@ class ShutdownTest(unittest.TestCase):
             self.wait_exit(w, 10)
 
     def test_idle_connections_do_not_delay_exit(self):
-        tmp = tempfile.mkdtemp(prefix="weir-e2e-")
-        extra = "http1-request-timeout: 60\nhttp2-idle-timeout: 60\n"
-        with Weir(make_config(dmin=10, dmax=10, grace=60, tls_dir=tmp, extra=extra), directory=tmp) as w:
+        settings = [("http1-request-timeout", 60), ("http2-idle-timeout", 60)]
+        with Weir(make_config(dmin=10, dmax=10, grace=60, tls=True, settings=settings)) as w:
             port, tls_port = w.ports[0][2], w.ports[1][2]
             h1 = []
             for i in range(5):

@@ -5,7 +5,6 @@ import os
 import re
 import selectors
 import socket
-import tempfile
 import time
 import unittest
 
@@ -15,21 +14,19 @@ from weirtest import Weir, curl, curl_json
 SUCCESS = b'{"success": true}'
 
 
-def make_config(slots=5, dmin=100, dmax=200, tls_dir=None, extra="", threads=2):
-    listen = "listen:\n  - port: 0\n    host: 127.0.0.1\n"
-    if tls_dir is not None:
-        cert, key = wt.make_cert(tls_dir)
-        listen += ("  - port: 0\n    host: 127.0.0.1\n    ssl:\n      certificate-file: %s\n      key-file: %s\n"
-                   % (cert, key))
-    return listen + ("num-threads: %d\n%s"
-                     "hosts:\n  default:\n    paths:\n      /upload:\n"
-                     "        upload.concurrency: %d\n        upload.delay-min: %d\n        upload.delay-max: %d\n"
-                     "      /calc:\n        calc.n: 1000\n" % (threads, extra, slots, dmin, dmax))
+def make_config(slots=5, dmin=100, dmax=200, tls=False, settings=(), threads=2):
+    """settings: more top-level (key, value) pairs."""
+    config = wt.Config(threads=threads).listen()
+    if tls:
+        config.listen_tls()
+    for key, value in settings:
+        config.set(key, value)
+    return (config.path("/upload", {"upload.concurrency": slots, "upload.delay-min": dmin, "upload.delay-max": dmax})
+            .path("/calc", {"calc.n": 1000}))
 
 
 def tls_weir(**kw):
-    tmp = tempfile.mkdtemp(prefix="weir-e2e-")
-    return Weir(make_config(tls_dir=tmp, **kw), directory=tmp)
+    return Weir(make_config(tls=True, **kw))
 
 
 def parallel_posts(port, n, gap=0.0, path="/upload", timeout=30):
@@ -164,14 +161,14 @@ class UploadTest(unittest.TestCase):
     def test_ab_50_concurrent(self):
         wt.require("ab")
         with Weir(make_config(slots=5, dmin=20, dmax=40)) as w:
-            proc = wt.run(["ab", "-n", "50", "-c", "50", "-m", "POST", w.url("/upload")], timeout=120)
+            proc = wt.ab("-n", "50", "-c", "50", "-m", "POST", w.url("/upload"), timeout=120)
             self.assertRegex(proc.stdout, r"Complete requests:\s+50\b")
             self.assertRegex(proc.stdout, r"Failed requests:\s+0\b")
             self.assertNotIn("Non-2xx", proc.stdout)
             self.assertRegex(proc.stdout, r"Document Length:\s+%d bytes" % len(SUCCESS))
 
     def test_body_over_limit_is_413(self):
-        with Weir(make_config(dmin=10, dmax=20, extra="limit-request-body: 1024\n")) as w:
+        with Weir(make_config(dmin=10, dmax=20, settings=[("limit-request-body", 1024)])) as w:
             c = wt.HTTP1Conn(w.port)
             c.request("POST", "/upload", body=b"x" * 1024)
             r = c.read_response()
@@ -336,8 +333,7 @@ class UploadTest(unittest.TestCase):
         # Clients leave in every state (queued, during the delay, mid-request, mid-handshake, over TLS and HTTP/2).
         # Afterwards every slot must be free again, and weir must exit 0 without a sanitizer report (leak, UAF).
         D = 0.3
-        tmp = tempfile.mkdtemp(prefix="weir-e2e-")
-        with Weir(make_config(slots=3, dmin=300, dmax=300, tls_dir=tmp), directory=tmp) as w:
+        with Weir(make_config(slots=3, dmin=300, dmax=300, tls=True)) as w:
             port, tls_port = w.ports[0][2], w.ports[1][2]
             for i in range(25):
                 conns = []

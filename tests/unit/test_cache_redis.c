@@ -27,7 +27,7 @@
 typedef struct {
     pid_t pid;
     int port;
-    char dir[64];
+    char dir[96];
     char sock[128];
     char password[32];
 } server_t;
@@ -141,9 +141,7 @@ static void server_kill(server_t *s)
 static int setup_server(void **state)
 {
     server_t *s = calloc(1, sizeof(*s));
-    snprintf(s->dir, sizeof(s->dir), "/tmp/weir-redis-XXXXXX");
-    if (mkdtemp(s->dir) == NULL)
-        return -1;
+    weir_unit_temp_dir(s->dir, sizeof(s->dir), "weir-redis");
     s->port = free_port();
     *state = s;
     return 0;
@@ -152,13 +150,11 @@ static int setup_server(void **state)
 static int teardown_server(void **state)
 {
     server_t *s = *state;
-    char cmd[128];
+    int ret;
     server_kill(s);
-    snprintf(cmd, sizeof(cmd), "rm -rf '%s'", s->dir);
-    if (system(cmd) != 0)
-        return -1;
+    ret = weir_unit_remove_tree(s->dir);
     free(s);
-    return 0;
+    return ret;
 }
 
 /* Sends a command on a blocking client and returns the reply (freeReplyObject it). */

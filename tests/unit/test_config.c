@@ -287,12 +287,12 @@ static void test_missing_file(void **state)
 
 static void test_load_file(void **state)
 {
-    char dir[] = "/tmp/weir-test-config-XXXXXX", path[256];
+    char dir[256], path[300];
     weir_conf_errors_t errs;
     weir_conf_node_t *root;
     FILE *fp;
 
-    assert_non_null(mkdtemp(dir));
+    weir_unit_temp_dir(dir, sizeof(dir), "weir-test-config");
     snprintf(path, sizeof(path), "%s/c.yaml", dir);
     assert_non_null(fp = fopen(path, "w"));
     fputs("a: 1\n\nb: two\n", fp);
@@ -574,13 +574,13 @@ static void test_to_string(void **state)
 static void test_to_path(void **state)
 {
     static const char text[] = "abs: /etc/x\nrel: present.txt\nsub: logs/a.log\nmissing: none.txt\nbad: [1]\n";
-    char dir[] = "/tmp/weir-test-config-XXXXXX", conf[256], file[256], expected[512];
+    char dir[256], conf[300], file[300], expected[1024];
     weir_conf_errors_t errs;
     weir_conf_node_t *root;
     char *path = NULL;
     FILE *fp;
 
-    assert_non_null(mkdtemp(dir));
+    weir_unit_temp_dir(dir, sizeof(dir), "weir-test-config");
     snprintf(conf, sizeof(conf), "%s/server.yaml", dir);
     snprintf(file, sizeof(file), "%s/present.txt", dir);
     assert_non_null(fp = fopen(file, "w"));

@@ -20,7 +20,7 @@
 typedef struct st_fixture_t {
     weir_server_conf_t conf;
     weir_conf_errors_t errs;
-    char dir[64];
+    char dir[128];
     char *files[MAX_FILES];
     size_t num_files;
 } fixture_t;
@@ -49,10 +49,8 @@ static const char *temp_path(fixture_t *f, const char *name)
 {
     char path[256];
 
-    if (f->dir[0] == '\0') {
-        strcpy(f->dir, "/tmp/weir-test-server-conf-XXXXXX");
-        assert_non_null(mkdtemp(f->dir));
-    }
+    if (f->dir[0] == '\0')
+        weir_unit_temp_dir(f->dir, sizeof(f->dir), "weir-test-server-conf");
     assert_true(f->num_files < MAX_FILES);
     snprintf(path, sizeof(path), "%s/%s", f->dir, name);
     f->files[f->num_files] = strdup(path);
