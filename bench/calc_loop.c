@@ -1,10 +1,11 @@
 /*
- * The bare /calc loop, timed alone: calls weir_calc_sum_squares(n), the routine weir's /calc runs on libuv's thread
- * pool, ITER times (after a warm-up) and prints the median, minimum and mean wall time of one call and its mean CPU
+ * The bare /calc loop, timed alone: calls weir_calc_sum_squares(n), the routine weir's /calc runs on its work pool,
+ * ITER times (after a warm-up) and prints the median, minimum and mean wall time of one call and its mean CPU
  * time (CLOCK_THREAD_CPUTIME_ID), so that bench/bench.py can set weir's time per /calc request against it.
  *
  * usage: calc_loop [n = 1000000] [iterations = 300]
- * Built by bench/run.sh against build-release/libweir_core.a (no link-time optimisation, so the call is not inlined).
+ * CMake target calc_loop (bench/CMakeLists.txt, outside `all`), linked with weir_core, the library the server is built
+ * from (no link-time optimisation, so the call is not inlined); bench/run.sh builds it into build-release/bench/.
  */
 #include <stdint.h>
 #include <stdio.h>
@@ -52,8 +53,8 @@ int main(int argc, char **argv)
     qsort(t, (size_t)iters, sizeof(*t), cmp_double);
     char buf[48];
     weir_u128_to_str(result, buf);
-    printf("n=%llu iterations=%ld median_ms=%.4f min_ms=%.4f mean_ms=%.4f cpu_ms=%.4f result=%s\n", (unsigned long long)n,
-           iters, t[iters / 2], t[0], total / iters, cpu / iters, buf);
+    printf("n=%llu iterations=%ld median_ms=%.4f min_ms=%.4f mean_ms=%.4f cpu_ms=%.4f result=%s\n", (unsigned long long)n, iters,
+           t[iters / 2], t[0], total / iters, cpu / iters, buf);
     free(t);
     return 0;
 }
