@@ -1,10 +1,12 @@
 /*
- * The bare /calc loop, timed alone: calls weir_calc_sum_squares(n, &cancel) with a cancel flag that is never set, as
- * weir's /calc runs it on its work pool, ITER times (after a warm-up) and prints the median, minimum and mean wall time of one call
- * and its mean CPU time (CLOCK_THREAD_CPUTIME_ID), so that bench/bench.py can set weir's time per /calc request against it.
+ * The bare /calc loop, timed alone: calls weir_calc_sum_squares(n, &cancel), with a cancel flag that is never set, as
+ * weir's /calc runs it on its work pool, ITER times (after a warm-up) and prints the median, minimum and mean wall time
+ * of one call and its mean CPU time (CLOCK_THREAD_CPUTIME_ID), so that bench/bench.py can set weir's time per /calc
+ * request against it.
  *
  * usage: calc_loop [n = 1000000] [iterations = 300]
- * Built by bench/run.sh against build-release/libweir_core.a (no link-time optimisation, so the call is not inlined).
+ * CMake target calc_loop (bench/CMakeLists.txt, outside `all`), linked with weir_core, the library the server is built
+ * from (no link-time optimisation, so the call is not inlined); bench/run.sh builds it into build-release/bench/.
  */
 #include <stdint.h>
 #include <stdio.h>

@@ -1,0 +1,204 @@
+"""Servers that a run starts: weir (with a configuration built here), the Python peers, the stock h2o binary and
+redis-server. Each is a fresh process on a loopback port, pinned to the server cpus and stopped by its own pid."""
+
+import os
+import re
+import signal
+import socket
+import subprocess
+import threading
+import time
+
+from .common import BENCH, PY, WEIR, free_port, http, pinned, slug
+from .procs import process_tree, read_status
+
+CACHE_KEY = "bench"
+CACHE_VALUE = "abcdefghijklmnopqrstuvwxyz"  # 26 bytes
+assert len(CACHE_VALUE) == 26
+
+
+class Server:
+    """A server process started by this script: weir, a Python peer, the stock h2o binary or redis-server.
+
+    kind: "weir" (conf: its YAML), "flask", "flask-threaded", "aiohttp" (bench/peers/), "h2o" (conf: its
+    configuration, @PORT@ replaced by a free port) or "redis". cpus: taskset's cpu list (default: the run's server
+    cpus). Use as `with Server(...).start(step) as srv:`; srv.port and srv.url(path) once started."""
+
+    def __init__(self, ctx, kind, label, cpus=None, conf=None, extra=None, env=None):
+        self.ctx = ctx
+        self.kind = kind
+        self.label = label
+        self.cpus = ctx.server_cpus if cpus is None else cpus
+        self.conf = conf
+        self.extra = extra or {}
+        self.env = env
+        self.proc = None
+        self.port = None
+        self.log_path = None
+        self._lines = []
+        self._lock = threading.Lock()
+
+    def start(self, step):
+        ctx = self.ctx
+        name = slug(step)
+        self.log_path = os.path.join(ctx.tmp, name + ".server.log")
+        env = dict(os.environ, **(self.env or {}))
+        if self.kind == "weir":
+            conf_path = os.path.join(ctx.tmp, name + ".weir.yaml")
+            with open(conf_path, "w") as f:
+                f.write(self.conf)
+            argv = [WEIR, "-c", conf_path]
+        elif self.kind in ("flask", "flask-threaded"):
+            self.port = free_port()
+            argv = [PY, os.path.join(BENCH, "peers", "flask_app.py"), str(self.port),
+                    "threaded" if self.kind == "flask-threaded" else "unthreaded"]
+        elif self.kind == "aiohttp":
+            self.port = free_port()
+            argv = [PY, os.path.join(BENCH, "peers", "aiohttp_app.py"), str(self.port)]
+        elif self.kind == "h2o":
+            self.port = free_port()
+            conf_path = os.path.join(ctx.tmp, name + ".h2o.conf")
+            with open(conf_path, "w") as f:
+                f.write(self.conf.replace("@PORT@", str(self.port)))
+            argv = ["h2o", "-c", conf_path]
+        elif self.kind == "redis":
+            self.port = free_port()
+            argv = ["redis-server", "--bind", "127.0.0.1", "--port", str(self.port), "--save", "", "--appendonly", "no",
+                    "--daemonize", "no", "--protected-mode", "yes", "--dir", ctx.tmp, "--logfile", ""]
+        else:
+            raise ValueError(self.kind)
+        argv = pinned(argv, self.cpus)
+        note = None
+        if self.kind == "weir":
+            note = "config:\n" + "".join("#   " + l + "\n" for l in self.conf.rstrip("\n").split("\n"))
+            note = note.rstrip("\n")
+        ctx.record("%s: start %s" % (step, self.label), argv, note)
+        log = open(self.log_path, "wb")
+        if self.kind == "weir":
+            self.proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.PIPE, env=env,
+                                         cwd=ctx.tmp)
+            threading.Thread(target=self._read_stderr, args=(log,), daemon=True).start()
+        else:
+            self.proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT, env=env,
+                                         cwd=ctx.tmp)
+            log.close()
+        self._wait_ready()
+        return self
+
+    def _read_stderr(self, log):
+        for raw in self.proc.stderr:
+            log.write(raw)
+            log.flush()
+            with self._lock:
+                self._lines.append(raw.decode("utf-8", "replace"))
+        log.close()
+
+    def _wait_ready(self, timeout=30):
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                raise RuntimeError("%s exited with %s before it was ready; see %s" % (self.label, self.proc.returncode,
+                                                                                      self.log_path))
+            if self.kind == "weir":
+                with self._lock:
+                    lines = list(self._lines)
+                if any("weir" in l and " ready" in l for l in lines):
+                    for l in lines:
+                        m = re.search(r"listening on http://(\S+):(\d+)", l)
+                        if m:
+                            self.port = int(m.group(2))
+                            return
+                    raise RuntimeError("weir is ready but printed no port")
+            else:
+                try:
+                    socket.create_connection(("127.0.0.1", self.port), timeout=0.5).close()
+                    return
+                except OSError:
+                    pass
+            time.sleep(0.02)
+        self.stop()
+        raise RuntimeError("%s was not ready within %ss; see %s" % (self.label, timeout, self.log_path))
+
+    @property
+    def pid(self):
+        return self.proc.pid
+
+    def url(self, path):
+        return "http://127.0.0.1:%d%s" % (self.port, path)
+
+    def tree(self):
+        return process_tree(self.pid)
+
+    def rss_kib(self):
+        return sum(read_status(p).get("VmRSS", 0) for p in self.tree())
+
+    def stop(self):
+        if self.proc is None or self.proc.poll() is not None:
+            return
+        self.proc.send_signal(signal.SIGTERM)
+        try:
+            self.proc.wait(15)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait(10)
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.stop()
+        return False
+
+
+def weir_conf(threads=1, upload=None, calc=True, cache=None):
+    """weir's YAML: listen on 127.0.0.1 port 0, `threads` worker threads; upload=(concurrency, delay-min, delay-max)
+    adds /upload, calc adds /calc (n = 1,000,000), cache=("memory",) or ("redis", port) adds /cache."""
+    lines = ["listen:", "  port: 0", "  host: 127.0.0.1", "num-threads: %d" % threads, "limit-request-body: 1048576",
+             "hosts:", "  default:", "    paths:"]
+    if upload is not None:
+        conc, dmin, dmax = upload
+        lines += ["      /upload:", "        upload.concurrency: %d" % conc, "        upload.delay-min: %d" % dmin,
+                  "        upload.delay-max: %d" % dmax]
+    if calc:
+        lines += ["      /calc:", "        calc.n: 1000000", "        calc.max-n: 100000000"]
+    if cache is not None:
+        lines += ["      /cache:", "        cache.backend: %s" % cache[0]]
+        if cache[0] == "redis":
+            lines += ["        cache.redis.url: redis://127.0.0.1:%d/0" % cache[1]]
+    return "\n".join(lines) + "\n"
+
+
+def cache_server(ctx, step, backend=("memory",), threads=1):
+    """A started weir with /calc and /cache (`backend` as weir_conf's cache), CACHE_KEY stored and read back;
+    returns (server, the body of its GET /cache reply)."""
+    srv = Server(ctx, "weir", "weir", conf=weir_conf(threads=threads, calc=True, cache=backend)).start(step)
+    try:
+        st, _ = http("PUT", srv.url("/cache?key=%s" % CACHE_KEY), CACHE_VALUE.encode())
+        st2, body = http("GET", srv.url("/cache?key=%s" % CACHE_KEY))
+        if st != 200 or st2 != 200 or CACHE_VALUE.encode() not in body:
+            raise RuntimeError("/cache did not store the value: PUT %s, GET %s %r" % (st, st2, body))
+    except Exception:
+        srv.stop()
+        raise
+    return srv, body
+
+
+H2O_CONF = """\
+# The stock h2o binary (Debian package h2o), serving one static file with the bytes of weir's /cache reply body.
+# Loopback only, in the foreground (no daemon mode, no pid file), no access log; errors go to stderr.
+listen:
+  port: @PORT@
+  host: 127.0.0.1
+num-threads: 1
+max-connections: 20000
+hosts:
+  default:
+    paths:
+      /:
+        file.dir: @DIR@
+"""
+
+
+def stock_h2o(ctx, step, directory):
+    """A started stock h2o binary (1 thread) serving the files of `directory` at /."""
+    return Server(ctx, "h2o", "h2o (stock binary)", conf=H2O_CONF.replace("@DIR@", directory)).start(step)
