@@ -884,12 +884,10 @@ static int sign_ret(const weir_sigv4_request_t *r, const weir_sigv4_credentials_
 
 static void test_rejects_bad_input(void **state)
 {
-    weir_sigv4_pair_t host = {S("Host"), S("h")};
-    weir_sigv4_pair_t headers[2];
+    weir_sigv4_pair_t headers[2] = {{S("Host"), S("h")}};
     weir_sigv4_request_t good = put_request("/b/k", headers, 1), r;
     weir_sigv4_credentials_t cred;
 
-    headers[0] = host;
     assert_int_equal(sign_ret(&good, &CRED), 0);
 
 #define EXPECT(ret, field, value)                                                                                                  \
@@ -986,14 +984,13 @@ static void test_rejects_bad_input(void **state)
 static void test_limits(void **state)
 {
     static char big[WEIR_SIGV4_MAX_FIELD + 1];
-    weir_sigv4_pair_t headers[WEIR_SIGV4_MAX_PAIRS + 1], query[WEIR_SIGV4_MAX_PAIRS + 1];
+    weir_sigv4_pair_t headers[WEIR_SIGV4_MAX_PAIRS + 1] = {{S("Host"), S("h")}}, query[WEIR_SIGV4_MAX_PAIRS + 1];
     weir_sigv4_request_t r = put_request("/b/k", headers, 1);
     weir_sigv4_credentials_t cred = CRED;
     weir_sigv4_signed_t out;
 
     memset(big, 'a', sizeof(big));
     big[0] = '/';
-    headers[0] = (weir_sigv4_pair_t){S("Host"), S("h")};
     for (size_t i = 1; i != WEIR_ARRAY_SIZE(headers); ++i) {
         char *name = h2o_mem_alloc_pool(&pool, 16);
         snprintf(name, 16, "x-h%zu", i);
