@@ -80,8 +80,8 @@ int weir_multipart_is_form_data(const char *content_type, size_t len);
 int weir_multipart_init(weir_multipart_t *mp, const char *content_type, size_t ct_len, const char *body, size_t body_len);
 
 /**
- * Reads the next part into @p part. Parameter values with escapes are unescaped onto @p pool; all other strings
- * point into the body.
+ * Reads the next part into @p part. Parameter values with escapes are unescaped onto @p pool (when @p pool is NULL,
+ * such a value is refused as malformed); all other strings point into the body.
  * @return 1 when a part was read; 0 after the last part (the final boundary was read: the whole body is valid);
  *         -EINVAL (malformed) or -E2BIG (over a limit) with @p mp->reason set; once it failed, it fails again.
  */
