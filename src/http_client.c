@@ -413,7 +413,7 @@ int weir_http_client_create(uv_loop_t *loop, const weir_http_client_options_t *o
     info = curl_version_info(CURLVERSION_NOW);
     if ((info->features & CURL_VERSION_ASYNCHDNS) == 0) {
         weir_error("http client: libcurl %s resolves host names synchronously, which would block the event loop; "
-                   "install a libcurl built with the threaded resolver (Debian's and Ubuntu's libcurl4 are)",
+                   "install a libcurl built with the threaded resolver (as Debian's libcurl4 is)",
                    info->version);
         return -ENOTSUP;
     }
