@@ -155,6 +155,7 @@ adduser 3.118ubuntu2
 debconf 1.5.73
 init-system-helpers 1.57
 libc6 2.31-0ubuntu9
+libcurl4 7.68.0-1ubuntu2
 libgcc-s1 10-20200411-0ubuntu1
 libh2o0.13 2.2.5+dfsg2-2
 libhiredis0.14 0.14.0-6
