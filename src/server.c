@@ -20,6 +20,7 @@
 #include <sys/resource.h>
 #include "weir/common.h"
 #include "weir/conn.h"
+#include "weir/http_client.h"
 #include "weir/respond.h"
 #include "weir/server.h"
 
@@ -629,6 +630,12 @@ int weir_server_run(const weir_server_conf_t *conf)
     int ret = 0;
 
     signal(SIGPIPE, SIG_IGN);
+    /* libcurl's global state, before any thread (outbound HTTP of the modules) */
+    if ((ret = weir_http_client_global_init()) != 0) {
+        weir_error("cannot initialise libcurl");
+        free(server);
+        return ret;
+    }
     sigemptyset(&sigs);
     sigaddset(&sigs, SIGTERM);
     sigaddset(&sigs, SIGINT);
@@ -733,5 +740,6 @@ Exit:
     pthread_cond_destroy(&server->cond);
     pthread_mutex_destroy(&server->mutex);
     free(server);
+    weir_http_client_global_cleanup();
     return ret;
 }
