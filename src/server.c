@@ -161,6 +161,7 @@ struct st_server_t {
     weir_control_t *control;
     int stopping;
     int exit_signal;
+    unsigned stopped; /* workers whose loop has ended; under mutex */
 };
 
 static int draining_flag; /* atomic: the process is shutting down */
@@ -358,9 +359,14 @@ static void on_listener_ready(uv_poll_t *poll, int status, int events)
 
 static void on_listener_closed(uv_handle_t *handle)
 {
-    listener_t *l = handle->data;
+    free(handle->data);
+}
+
+/* Closes the listener's socket now (uv_poll_t does not own it; closing the handle has taken it off the loop). */
+static void listener_close(listener_t *l)
+{
+    uv_close((uv_handle_t *)&l->poll, on_listener_closed);
     close(l->fd);
-    free(l);
 }
 
 /* Takes what the kernel has queued on the listener (closing a listening socket resets the connections still queued on
@@ -375,7 +381,7 @@ static void close_listener(worker_t *worker, size_t slot)
     accept_pending(l, SIZE_MAX);
     if (worker->accept_state == ACCEPTING)
         worker->accept_state = state;
-    uv_close((uv_handle_t *)&l->poll, on_listener_closed);
+    listener_close(l);
     worker->listeners[slot] = NULL;
 }
 
@@ -632,7 +638,7 @@ static void dispose_worker_loop(worker_t *worker)
     uv_close((uv_handle_t *)&worker->sweep_timer, NULL);
     for (size_t s = 0; s != worker->num_listeners; ++s)
         if (worker->listeners[s] != NULL) {
-            uv_close((uv_handle_t *)&worker->listeners[s]->poll, on_listener_closed);
+            listener_close(worker->listeners[s]);
             worker->listeners[s] = NULL;
         }
     while (!h2o_linklist_is_empty(&worker->old))
@@ -699,7 +705,10 @@ static void *run_worker(void *arg)
     uv_run(&worker->loop, UV_RUN_DEFAULT);
     if (!worker->abandoned)
         dispose_worker_loop(worker);
-    uv_async_send(&server->main_wake);
+    pthread_mutex_lock(&server->mutex);
+    ++server->stopped;
+    uv_async_send(&server->main_wake); /* under the mutex: the main loop cannot have closed the handle yet */
+    pthread_mutex_unlock(&server->mutex);
     return NULL;
 }
 
@@ -1127,10 +1136,29 @@ static void free_dead_generations(server_t *server)
     }
 }
 
+/* Ends the main loop: every worker has stopped. */
+static void close_main_loop(server_t *server)
+{
+    for (size_t i = 0; i != WEIR_ARRAY_SIZE(server->signals); ++i)
+        if (!uv_is_closing((uv_handle_t *)&server->signals[i]))
+            uv_close((uv_handle_t *)&server->signals[i], NULL);
+    if (server->control != NULL) {
+        weir_control_stop(server->control);
+        server->control = NULL;
+    }
+    uv_close((uv_handle_t *)&server->main_wake, NULL);
+}
+
 static void on_main_wake(uv_async_t *async)
 {
     server_t *server = async->data;
+
     free_dead_generations(server);
+    pthread_mutex_lock(&server->mutex);
+    int all_stopped = server->stopped == server->num_threads;
+    pthread_mutex_unlock(&server->mutex);
+    if (server->stopping && all_stopped)
+        close_main_loop(server);
 }
 
 static void begin_stop(server_t *server, int sig)
@@ -1148,14 +1176,7 @@ static void begin_stop(server_t *server, int sig)
     pthread_mutex_unlock(&server->mutex);
     for (unsigned t = 0; t != server->num_threads; ++t)
         uv_async_send(&server->workers[t].wake);
-    /* the main loop ends: the workers are joined by weir_server_run */
-    for (size_t i = 0; i != WEIR_ARRAY_SIZE(server->signals); ++i)
-        uv_close((uv_handle_t *)&server->signals[i], NULL);
-    if (server->control != NULL) {
-        weir_control_stop(server->control);
-        server->control = NULL;
-    }
-    uv_close((uv_handle_t *)&server->main_wake, NULL);
+    /* the main loop goes on (signals are still taken, and ignored) until every worker has stopped */
 }
 
 static void on_signal(uv_signal_t *handle, int sig)
@@ -1164,14 +1185,20 @@ static void on_signal(uv_signal_t *handle, int sig)
 
     switch (sig) {
     case SIGHUP:
-        free(reload(server));
+        if (server->stopping)
+            weir_info("SIGHUP received while draining: ignored");
+        else
+            free(reload(server));
         break;
     case SIGUSR1:
         weir_info("SIGUSR1 received: reopening the access log");
         weir_access_log_reopen_all();
         break;
     default:
-        begin_stop(server, sig);
+        if (server->stopping)
+            weir_info("%s received: already draining", sig == SIGTERM ? "SIGTERM" : "SIGINT");
+        else
+            begin_stop(server, sig);
         break;
     }
 }
