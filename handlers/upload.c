@@ -20,12 +20,12 @@
 typedef struct st_upload_handler_t {
     h2o_handler_t super;
     weir_upload_settings_t settings;
-    weir_gate_t gate;
+    weir_gate_t *gate;
 } upload_handler_t;
 
 /* Per worker thread (the handler's context). */
 typedef struct st_upload_thread_t {
-    weir_gate_inbox_t *inbox;
+    weir_gate_thread_t *gate;
     weir_wheel_t *wheel;
 } upload_thread_t;
 
@@ -75,7 +75,7 @@ static uint64_t *thread_rng(void)
 static h2o_req_t *finish_job(upload_job_t *job)
 {
     h2o_req_t *req = job->req;
-    weir_gate_release(&job->handler->gate, &job->waiter);
+    weir_gate_release(job->handler->gate, &job->waiter);
     job->req = NULL;
     return req;
 }
@@ -84,7 +84,7 @@ static void on_job_dispose(void *_job)
 {
     upload_job_t *job = _job;
     /* Answered, or the client went away while queued or during its delay: both calls are no-ops when done already. */
-    weir_gate_release(&job->handler->gate, &job->waiter);
+    weir_gate_release(job->handler->gate, &job->waiter);
     weir_wheel_cancel(job->thread->wheel, &job->delay);
 }
 
@@ -101,7 +101,7 @@ static void start_delay(upload_job_t *job)
     weir_wheel_add(job->thread->wheel, &job->delay, delay, on_delay_done);
 }
 
-static void on_granted(weir_gate_waiter_t *waiter)
+static void on_granted(weir_gate_waiter_t *waiter, int status)
 {
     upload_job_t *job = H2O_STRUCT_FROM_MEMBER(upload_job_t, waiter, waiter);
     if (weir_http1_peer_gone(job->req)) {
@@ -130,7 +130,7 @@ static int on_req(h2o_handler_t *_self, h2o_req_t *req)
     upload_job_t *job = h2o_mem_alloc_shared(&req->pool, sizeof(*job), on_job_dispose);
     *job = (upload_job_t){.handler = self, .thread = h2o_context_get_handler_context(req->conn->ctx, &self->super), .req = req};
 
-    if (weir_gate_acquire(&self->gate, job->thread->inbox, &job->waiter, on_granted))
+    if (weir_gate_acquire(self->gate, job->thread->gate, &job->waiter, on_granted) == WEIR_GATE_NOW)
         start_delay(job);
     return 0;
 }
@@ -139,7 +139,8 @@ static void on_context_init(h2o_handler_t *_self, h2o_context_t *ctx)
 {
     upload_handler_t *self = (void *)_self;
     upload_thread_t *thread = weir_malloc(sizeof(*thread));
-    thread->inbox = weir_gate_inbox_create(&self->gate, ctx->loop);
+    if (weir_gate_thread_start(self->gate, ctx->loop, &thread->gate) != 0)
+        h2o_fatal("upload: cannot start the gate on a worker thread");
     thread->wheel = weir_wheel_create(ctx->loop, self->settings.delay_max_ms);
     h2o_context_set_handler_context(ctx, &self->super, thread);
 }
@@ -148,7 +149,7 @@ static void on_context_dispose(h2o_handler_t *_self, h2o_context_t *ctx)
 {
     upload_handler_t *self = (void *)_self;
     upload_thread_t *thread = h2o_context_get_handler_context(ctx, &self->super);
-    weir_gate_inbox_destroy(thread->inbox);
+    weir_gate_thread_stop(self->gate, thread->gate);
     weir_wheel_destroy(thread->wheel);
     free(thread);
 }
@@ -156,7 +157,7 @@ static void on_context_dispose(h2o_handler_t *_self, h2o_context_t *ctx)
 static void on_dispose(h2o_handler_t *_self)
 {
     upload_handler_t *self = (void *)_self;
-    weir_gate_dispose(&self->gate);
+    weir_gate_destroy(self->gate);
 }
 
 int weir_upload_register(h2o_pathconf_t *pathconf, const weir_upload_settings_t *s)
@@ -169,6 +170,6 @@ int weir_upload_register(h2o_pathconf_t *pathconf, const weir_upload_settings_t 
     self->super.on_context_dispose = on_context_dispose;
     self->super.dispose = on_dispose;
     self->settings = *s;
-    weir_gate_init(&self->gate, s->concurrency);
+    self->gate = weir_gate_local_create(s->concurrency, SIZE_MAX);
     return 0;
 }
