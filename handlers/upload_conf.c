@@ -6,6 +6,8 @@ void weir_upload_settings_init(weir_upload_settings_t *s)
     s->concurrency = 5;
     s->delay_min_ms = 100;
     s->delay_max_ms = 200;
+    s->max_queue = WEIR_UPLOAD_DEFAULT_MAX_QUEUE;
+    s->queue_timeout_ms = WEIR_UPLOAD_DEFAULT_QUEUE_TIMEOUT_MS;
 }
 
 static void init_settings(void *settings)
@@ -22,15 +24,23 @@ static int parse_key(void *settings, const char *key, const weir_conf_node_t *va
     if (strcmp(key, "upload.concurrency") == 0) {
         field = &self->concurrency;
         min = 1;
-        max = 1000000;
+        max = WEIR_UPLOAD_MAX_CONCURRENCY;
     } else if (strcmp(key, "upload.delay-min") == 0) {
         field = &self->delay_min_ms;
         min = 0;
-        max = 3600000;
+        max = WEIR_UPLOAD_MAX_DELAY_MS;
     } else if (strcmp(key, "upload.delay-max") == 0) {
         field = &self->delay_max_ms;
         min = 0;
-        max = 3600000;
+        max = WEIR_UPLOAD_MAX_DELAY_MS;
+    } else if (strcmp(key, "upload.max-queue") == 0) {
+        field = &self->max_queue;
+        min = 1;
+        max = WEIR_UPLOAD_MAX_MAX_QUEUE;
+    } else if (strcmp(key, "upload.queue-timeout") == 0) {
+        field = &self->queue_timeout_ms;
+        min = 1;
+        max = WEIR_UPLOAD_MAX_QUEUE_TIMEOUT_MS;
     } else {
         return 1;
     }
