@@ -275,14 +275,33 @@ static void on_dispose(h2o_handler_t *_self)
 
 int weir_upload_register(h2o_pathconf_t *pathconf, const weir_upload_settings_t *s)
 {
+    weir_gate_t *gate;
+    int ret;
+
     if (s->concurrency == 0 || s->delay_min_ms > s->delay_max_ms || s->max_queue == 0 || s->queue_timeout_ms == 0)
         return -EINVAL;
+    if (s->gate == WEIR_UPLOAD_GATE_REDIS) {
+        if (s->redis_lease_ms < weir_upload_min_lease_ms(s->delay_max_ms) || s->redis_timeout_ms == 0 ||
+            (uint64_t)s->redis_timeout_ms * 2 > s->redis_lease_ms)
+            return -EINVAL;
+        weir_gate_redis_options_t opts = {.url = s->redis_url != NULL ? s->redis_url : WEIR_UPLOAD_DEFAULT_REDIS_URL,
+                                          .name = s->redis_name != NULL ? s->redis_name : WEIR_UPLOAD_DEFAULT_REDIS_NAME,
+                                          .slots = s->concurrency,
+                                          .max_queue = s->max_queue,
+                                          .lease_ms = s->redis_lease_ms,
+                                          .timeout_ms = s->redis_timeout_ms,
+                                          .on_failure = s->on_failure};
+        if ((ret = weir_gate_redis_create(&opts, &gate)) != 0)
+            return ret;
+    } else {
+        gate = weir_gate_local_create(s->concurrency, s->max_queue);
+    }
     upload_handler_t *self = (void *)h2o_create_handler(pathconf, sizeof(*self));
     self->super.on_req = on_req;
     self->super.on_context_init = on_context_init;
     self->super.on_context_dispose = on_context_dispose;
     self->super.dispose = on_dispose;
     self->settings = *s;
-    self->gate = weir_gate_local_create(s->concurrency, s->max_queue);
+    self->gate = gate;
     return 0;
 }
