@@ -531,13 +531,20 @@ static void send_tick(member_t *m)
     free(buf);
 }
 
+static void handle_tick_reply(member_t *m, op_t *op, int status, const redisReply *reply, const char *message);
+
 static void on_tick_reply(member_t *m, op_t *op, int status, const redisReply *reply, const char *message)
 {
     m->ticking = 0;
+    handle_tick_reply(m, op, status, reply, message);
     if (m->tick_again) {
         m->tick_again = 0;
-        send_tick(m); /* after this reply's changes: sent now, it runs after them at Redis anyway */
+        send_tick(m);
     }
+}
+
+static void handle_tick_reply(member_t *m, op_t *op, int status, const redisReply *reply, const char *message)
+{
     if (status != 0 || reply->type != REDIS_REPLY_ARRAY || reply->elements != 3 || reply->element[0]->type != REDIS_REPLY_STRING) {
         if (status == 0)
             message = "unexpected reply from Redis";
@@ -550,8 +557,11 @@ static void on_tick_reply(member_t *m, op_t *op, int status, const redisReply *r
     }
     m->valid_until = op->sent_at + m->gate->lease_ms - m->gate->margin_ms;
     /* The forgotten tickets it carried are gone at Redis (new ones were appended after them). */
-    memmove(m->forget, m->forget + op->forgot, (m->num_forget - op->forgot) * sizeof(m->forget[0]));
-    m->num_forget -= op->forgot;
+    if (op->forgot != 0) {
+        assert(op->forgot <= m->num_forget); /* one tick at a time: only ticks take entries off the list */
+        memmove(m->forget, m->forget + op->forgot, (m->num_forget - op->forgot) * sizeof(m->forget[0]));
+        m->num_forget -= op->forgot;
+    }
 
     const redisReply *epoch = reply->element[0], *lost = reply->element[1], *missed = reply->element[2];
     int epoch_changed = m->epoch[0] != '\0' && (strlen(m->epoch) != epoch->len || memcmp(m->epoch, epoch->str, epoch->len) != 0);
