@@ -20,13 +20,24 @@
 #include "weir/common.h"
 #include "weir/gate.h"
 #include "weir/respond.h"
+#include "weir/shared.h"
 #include "weir/upload.h"
 #include "weir/wheel.h"
+
+/* The gate of a path, shared by the handlers of every configuration generation whose gate settings are the same (a
+ * reload keeps it: slots held under the old configuration count against the new limit). */
+typedef struct st_shared_gate_t {
+    weir_gate_t *gate;
+    weir_per_loop_t threads; /* the gate's thread state of each loop, shared by the contexts of that loop */
+    h2o_linklist_t limits;   /* the handlers using it, oldest first: the newest one's limits apply (main thread) */
+} shared_gate_t;
 
 typedef struct st_upload_handler_t {
     h2o_handler_t super;
     weir_upload_settings_t settings;
+    shared_gate_t *shared;
     weir_gate_t *gate;
+    h2o_linklist_t limits_link; /* in shared->limits */
 } upload_handler_t;
 
 /* Per worker thread (the handler's context). */
@@ -243,12 +254,26 @@ static int on_req(h2o_handler_t *_self, h2o_req_t *req)
     return 0;
 }
 
+static int start_gate_thread(void *arg, uv_loop_t *loop, void **value)
+{
+    shared_gate_t *sg = arg;
+    return weir_gate_thread_start(sg->gate, loop, (weir_gate_thread_t **)value);
+}
+
+static void stop_gate_thread(void *arg, void *value)
+{
+    shared_gate_t *sg = arg;
+    weir_gate_thread_stop(sg->gate, value);
+}
+
 static void on_context_init(h2o_handler_t *_self, h2o_context_t *ctx)
 {
     upload_handler_t *self = (void *)_self;
     upload_thread_t *thread = weir_malloc(sizeof(*thread));
-    if (weir_gate_thread_start(self->gate, ctx->loop, &thread->gate) != 0)
+    void *gate_thread;
+    if (weir_per_loop_acquire(&self->shared->threads, ctx->loop, start_gate_thread, self->shared, &gate_thread) != 0)
         h2o_fatal("upload: cannot start the gate on a worker thread");
+    thread->gate = gate_thread;
     thread->wheel = weir_wheel_create(ctx->loop, self->settings.delay_max_ms);
     thread->queue_timer = weir_malloc(sizeof(*thread->queue_timer));
     uv_timer_init(ctx->loop, thread->queue_timer);
@@ -261,29 +286,41 @@ static void on_context_dispose(h2o_handler_t *_self, h2o_context_t *ctx)
 {
     upload_handler_t *self = (void *)_self;
     upload_thread_t *thread = h2o_context_get_handler_context(ctx, &self->super);
-    weir_gate_thread_stop(self->gate, thread->gate);
+    weir_per_loop_release(&self->shared->threads, ctx->loop, stop_gate_thread, self->shared);
     weir_wheel_destroy(thread->wheel);
     uv_close((uv_handle_t *)thread->queue_timer, (uv_close_cb)free);
     free(thread);
 }
 
+static void apply_newest_limits(shared_gate_t *sg)
+{
+    if (h2o_linklist_is_empty(&sg->limits))
+        return;
+    upload_handler_t *newest = H2O_STRUCT_FROM_MEMBER(upload_handler_t, limits_link, sg->limits.prev);
+    weir_gate_set_limits(sg->gate, newest->settings.concurrency, newest->settings.max_queue);
+}
+
 static void on_dispose(h2o_handler_t *_self)
 {
     upload_handler_t *self = (void *)_self;
-    weir_gate_destroy(self->gate);
+    /* A generation that goes (replaced, or one that failed to set up) gives the limits back to the newest one left. */
+    h2o_linklist_unlink(&self->limits_link);
+    apply_newest_limits(self->shared);
+    weir_shared_release(self->shared);
 }
 
-int weir_upload_register(h2o_pathconf_t *pathconf, const weir_upload_settings_t *s)
-{
-    weir_gate_t *gate;
+typedef struct st_create_args_t {
+    const weir_upload_settings_t *settings;
     int ret;
+} create_args_t;
 
-    if (s->concurrency == 0 || s->delay_min_ms > s->delay_max_ms || s->max_queue == 0 || s->queue_timeout_ms == 0)
-        return -EINVAL;
+static void *create_shared_gate(void *_args)
+{
+    create_args_t *args = _args;
+    const weir_upload_settings_t *s = args->settings;
+    weir_gate_t *gate;
+
     if (s->gate == WEIR_UPLOAD_GATE_REDIS) {
-        if (s->redis_lease_ms < weir_upload_min_lease_ms(s->delay_max_ms) || s->redis_timeout_ms == 0 ||
-            (uint64_t)s->redis_timeout_ms * 2 > s->redis_lease_ms)
-            return -EINVAL;
         weir_gate_redis_options_t opts = {.url = s->redis_url != NULL ? s->redis_url : WEIR_UPLOAD_DEFAULT_REDIS_URL,
                                           .name = s->redis_name != NULL ? s->redis_name : WEIR_UPLOAD_DEFAULT_REDIS_NAME,
                                           .slots = s->concurrency,
@@ -291,17 +328,59 @@ int weir_upload_register(h2o_pathconf_t *pathconf, const weir_upload_settings_t 
                                           .lease_ms = s->redis_lease_ms,
                                           .timeout_ms = s->redis_timeout_ms,
                                           .on_failure = s->on_failure};
-        if ((ret = weir_gate_redis_create(&opts, &gate)) != 0)
-            return ret;
+        if ((args->ret = weir_gate_redis_create(&opts, &gate)) != 0)
+            return NULL;
     } else {
         gate = weir_gate_local_create(s->concurrency, s->max_queue);
     }
+    shared_gate_t *sg = weir_calloc(1, sizeof(*sg));
+    sg->gate = gate;
+    weir_per_loop_init(&sg->threads);
+    h2o_linklist_init_anchor(&sg->limits);
+    return sg;
+}
+
+static void destroy_shared_gate(void *_sg)
+{
+    shared_gate_t *sg = _sg;
+    weir_per_loop_dispose(&sg->threads);
+    weir_gate_destroy(sg->gate);
+    free(sg);
+}
+
+int weir_upload_register(h2o_pathconf_t *pathconf, const weir_upload_settings_t *s)
+{
+    char what[1024], key[1536];
+    int created;
+
+    if (s->concurrency == 0 || s->delay_min_ms > s->delay_max_ms || s->max_queue == 0 || s->queue_timeout_ms == 0)
+        return -EINVAL;
+    if (s->gate == WEIR_UPLOAD_GATE_REDIS) {
+        if (s->redis_lease_ms < weir_upload_min_lease_ms(s->delay_max_ms) || s->redis_timeout_ms == 0 ||
+            (uint64_t)s->redis_timeout_ms * 2 > s->redis_lease_ms)
+            return -EINVAL;
+        snprintf(what, sizeof(what), "upload.gate|redis|%s|%s|%u|%u|%d",
+                 s->redis_url != NULL ? s->redis_url : WEIR_UPLOAD_DEFAULT_REDIS_URL,
+                 s->redis_name != NULL ? s->redis_name : WEIR_UPLOAD_DEFAULT_REDIS_NAME, (unsigned)s->redis_lease_ms,
+                 (unsigned)s->redis_timeout_ms, (int)s->on_failure);
+    } else {
+        snprintf(what, sizeof(what), "upload.gate|local");
+    }
+    create_args_t args = {.settings = s};
+    shared_gate_t *sg = weir_shared_acquire(weir_shared_path_key(pathconf, what, key, sizeof(key)), create_shared_gate, &args,
+                                            destroy_shared_gate, &created);
+    if (sg == NULL)
+        return args.ret != 0 ? args.ret : -ENOMEM;
     upload_handler_t *self = (void *)h2o_create_handler(pathconf, sizeof(*self));
     self->super.on_req = on_req;
     self->super.on_context_init = on_context_init;
     self->super.on_context_dispose = on_context_dispose;
     self->super.dispose = on_dispose;
     self->settings = *s;
-    self->gate = gate;
+    self->shared = sg;
+    self->gate = sg->gate;
+    h2o_linklist_insert(&sg->limits, &self->limits_link);
+    if (!created)
+        apply_newest_limits(sg);
     return 0;
 }
