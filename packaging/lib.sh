@@ -160,6 +160,7 @@ libgcc-s1 10-20200411-0ubuntu1
 libh2o0.13 2.2.5+dfsg2-2
 libhiredis0.14 0.14.0-6
 libssl1.1 1.1.1f-1ubuntu2
+libsystemd0 245.4-4ubuntu3
 libuv1 1.34.2-1ubuntu1
 libyajl2 2.1.0-3
 libyaml-0-2 0.2.2-1
