@@ -383,8 +383,9 @@ int weir_cache_register(h2o_pathconf_t *pathconf, const weir_cache_settings_t *s
     char what[1024], key[1536];
     int created;
 
-    if (s->max_key_size < 1 || s->max_key_size > 65536 || s->max_value_size > 512 * 1024 * 1024) {
-        weir_error("cache: max-key-size must be 1..65536 and max-value-size at most 512 MiB");
+    if (s->max_key_size < 1 || s->max_key_size > WEIR_CACHE_MAX_KEY_SIZE_LIMIT || s->max_value_size > WEIR_CACHE_MAX_VALUE_SIZE_LIMIT) {
+        weir_error("cache: max-key-size must be 1..%d and max-value-size at most %d", WEIR_CACHE_MAX_KEY_SIZE_LIMIT,
+                   WEIR_CACHE_MAX_VALUE_SIZE_LIMIT);
         return -EINVAL;
     }
     /* The store is kept across a reload when everything that shapes it is the same. */
