@@ -285,6 +285,33 @@ class TestReload(unittest.TestCase):
             self.assertIn("serving configuration 102", w.stderr())
 
 
+class TestCommandLine(unittest.TestCase):
+    def test_signal_option_and_log_level(self):
+        d = wt.temp_dir()
+        path = os.path.join(d, "plain.yaml")
+        with open(path, "w") as f:
+            f.write(str(calc_config()))
+        proc = wt.run([WEIR_BIN, "-c", path, "-s", "reload"], check=False)
+        self.assertEqual(proc.returncode, 3, proc.stderr)
+        self.assertIn("no control-socket", proc.stderr)
+        proc = wt.run([WEIR_BIN, "-c", path, "-s", "restart"], check=False)
+        self.assertEqual(proc.returncode, 2)
+        self.assertIn("reload or reopen", proc.stderr)
+        proc = wt.run([WEIR_BIN, "-c", path, "-l", "loud"], check=False)
+        self.assertEqual(proc.returncode, 2)
+        # a socket nobody listens on
+        r = Reloadable(calc_config)
+        proc = wt.run([WEIR_BIN, "-c", r.weir.config_path, "-s", "reload"], check=False)
+        self.assertEqual(proc.returncode, 3, proc.stdout + proc.stderr)
+        self.assertIn("cannot reach the running server", proc.stdout)
+        # debug messages only with --log-level debug: the freeing of a replaced configuration is one
+        r.weir.extra_args = ["--log-level", "debug"]
+        with r:
+            self.assertEqual(r.reload(n=20)[0], 0)
+            self.assertTrue(wt.wait_until(lambda: "configuration 1 freed" in r.weir.stderr(), 10), r.weir.stderr())
+            self.assertIn("[debug]", r.weir.stderr())
+
+
 class TestStateAcrossReloads(unittest.TestCase):
     def test_upload_limit_holds_across_a_reload(self):
         # 2 slots, 1 s uploads; two run, the configuration becomes 3 slots, three more come: one gets the third slot at
