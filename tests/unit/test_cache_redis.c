@@ -330,6 +330,37 @@ static char *url_of(server_t *s, char *buf, size_t size, const char *suffix)
 
 /* ---- tests ---------------------------------------------------------------------------------------------------- */
 
+/* Found by the redis_url fuzz target: a percent-encoded NUL cut a credential short (an empty user name or password,
+ * or one missing its end, sent to AUTH). And a repeated password or user name in a unix: URL was dropped silently. */
+static void test_parse_url_refuses_nul_and_repeats(void **state)
+{
+    static const char *const bad[] = {
+        "redis://:a%00b@host",           "redis://%00u:pw@host",
+        "redis://u%00:pw@host",          "redis://%00@host",
+        "unix:/s?password=a%00b",        "unix:/s?username=%00u&password=p",
+        "unix:/s?password=a&password=b", "unix:/s?username=a&username=b&password=p",
+    };
+    weir_cache_redis_target_t t;
+    char err[160];
+
+    for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); ++i) {
+        err[0] = '\0';
+        assert_int_equal(weir_cache_redis_parse_url(bad[i], &t, err, sizeof(err)), -EINVAL);
+        assert_true(err[0] != '\0');
+        assert_null(t.username);
+        assert_null(t.password);
+    }
+    /* still fine: an encoded byte that is not NUL, and '+' kept in redis:// but a space in a unix: query */
+    assert_int_equal(weir_cache_redis_parse_url("redis://u%01:p+w@host", &t, err, sizeof(err)), 0);
+    assert_string_equal(t.username, "u\x01");
+    assert_string_equal(t.password, "p+w");
+    weir_cache_redis_target_dispose(&t);
+    assert_int_equal(weir_cache_redis_parse_url("unix:/s?password=p+w&username=u", &t, err, sizeof(err)), 0);
+    assert_string_equal(t.password, "p w");
+    assert_string_equal(t.username, "u");
+    weir_cache_redis_target_dispose(&t);
+}
+
 static void test_parse_url(void **state)
 {
     weir_cache_redis_target_t t;
@@ -757,7 +788,8 @@ static void test_connection_attempt_deadline(void **state)
     env_stop(&e);
 }
 
-WEIR_UNIT_TESTS(cmocka_unit_test(test_parse_url), cmocka_unit_test_setup_teardown(test_get_set_del, setup_server, teardown_server),
+WEIR_UNIT_TESTS(cmocka_unit_test(test_parse_url), cmocka_unit_test(test_parse_url_refuses_nul_and_repeats),
+                cmocka_unit_test_setup_teardown(test_get_set_del, setup_server, teardown_server),
                 cmocka_unit_test_setup_teardown(test_ttl_and_interop, setup_server, teardown_server),
                 cmocka_unit_test_setup_teardown(test_auth_and_select, setup_server, teardown_server),
                 cmocka_unit_test_setup_teardown(test_unix_socket, setup_server, teardown_server),
