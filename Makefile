@@ -16,8 +16,9 @@ ANALYZE_DIR ?= build-analyze
 BUILD_DEPS = build-essential cmake pkg-config libh2o-dev libuv1-dev libyaml-dev libyajl-dev \
              libhiredis-dev libcmocka-dev libssl-dev
 TEST_DEPS  = python3 curl openssl apache2-utils nghttp2-client redis-server
-# clang and libFuzzer (libclang_rt.fuzzer-x86_64.a is in libclang-rt-14-dev); llvm-14 for fuzz-coverage
-FUZZ_DEPS  = clang-14 libclang-rt-14-dev llvm-14
+# clang and libFuzzer (libclang_rt.fuzzer-x86_64.a is in libclang-rt-14-dev); llvm-cov for fuzz-coverage
+FUZZ_DEPS  = clang-14 libclang-rt-14-dev
+COVERAGE_DEPS = llvm-14
 
 .PHONY: all build run test test-asan deps test-deps clean format deb deb-focal test-package bench bench-quick \
         fuzz fuzz-build fuzz-deps fuzz-coverage analyze
@@ -62,6 +63,7 @@ fuzz: fuzz-build
 
 # Line coverage of weir's code by the seeds and what `make fuzz` found (llvm-cov; report in build-cov/).
 fuzz-coverage: fuzz-deps
+	@scripts/ensure-packages.sh $(COVERAGE_DEPS)
 	tests/fuzz/coverage.sh build-cov $(FUZZ_DIR)/corpus
 
 # Static analysis of src/ and handlers/ with gcc's -fanalyzer; fails on any finding not explained in
