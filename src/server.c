@@ -258,7 +258,10 @@ Resolved:
     if (*port == 0) {
         struct sockaddr_storage ss;
         socklen_t sslen = sizeof(ss);
-        getsockname(fd, (void *)&ss, &sslen);
+        if (getsockname(fd, (void *)&ss, &sslen) != 0) {
+            ret = -errno;
+            goto Error;
+        }
         *port = ntohs(ss.ss_family == AF_INET6 ? ((struct sockaddr_in6 *)&ss)->sin6_port : ((struct sockaddr_in *)&ss)->sin_port);
     }
     /* Wake the loop for a connection only once the client has sent something (HTTP and TLS clients speak first): one
