@@ -1,8 +1,9 @@
 /*
  * JSON string quoting, differentially: for valid UTF-8, weir_json_quote writes exactly what yajl_gen_string writes
  * (weir skips yajl for strings that need no escape, and must not differ from it); it answers -EILSEQ exactly when
- * weir_utf8_is_valid says the input is not UTF-8, and writes nothing then. An input that starts with two 0x7f bytes is
- * also quoted repeated past 64 KiB, where weir gives the grown generator buffer back.
+ * weir_utf8_is_valid says the input is not UTF-8, and writes nothing then. An input that starts with three 0x7f bytes
+ * is also quoted repeated to LARGE bytes: when what is repeated needs escapes, yajl's output passes 64 KiB, beyond
+ * which weir gives the generator's grown buffer back (and makes a new generator for the next string).
  */
 #include <errno.h>
 #include <string.h>
@@ -10,7 +11,8 @@
 #include "fuzz.h"
 #include "weir/respond.h"
 
-#define LARGE 70000
+/* 11000 control characters, each written as a 6-byte escape, are 66000 bytes */
+#define LARGE 11000
 
 static yajl_gen gen;
 
@@ -47,9 +49,9 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 
     h2o_mem_init_pool(&pool);
     check(&pool, (const char *)data, size);
-    if (size >= 3 && data[0] == 0x7f && data[1] == 0x7f) {
-        const uint8_t *unit = data + 2;
-        size_t unit_len = size - 2, reps = LARGE / unit_len + 1, len = reps * unit_len;
+    if (size >= 4 && data[0] == 0x7f && data[1] == 0x7f && data[2] == 0x7f) {
+        const uint8_t *unit = data + 3;
+        size_t unit_len = size - 3, reps = LARGE / unit_len + 1, len = reps * unit_len;
         char *big = malloc(len);
         for (size_t i = 0; i != reps; ++i)
             memcpy(big + i * unit_len, unit, unit_len);

@@ -102,7 +102,8 @@ utf8 = [b"", b"ascii", b"\xc3\xa9", b"\xef\xbf\xbf", b"\xf4\x8f\xbf\xbf", b"\xc0
         b"\xf0\x8f\xbf\xbf", b"\xc1\xbf", b"\xc2\x80", b"abcdefg\xf0\x9f\x98\x80"]
 write("utf8", utf8)
 write("json_quote", utf8 + [b"plain", b"q\"\\\n\x01", b"\x7f", b"a\x1fz", b"\t\r\b\f/", bytes(range(0x20)),
-                            b"\x7f\x7f\"\\\x00\xe2\x82\xac", b"\x7f\x7fplain text repeated"])
+                            b"\x7f\x7f\x7f\x01\"\\\x00\xe2\x82\xac", b"\x7f\x7f\x7fplain text repeated",
+                            b"\x7f\x7f\x7f\x01"])
 
 # ---- redis_url ----------------------------------------------------------------------------------------------------
 write("redis_url", [
