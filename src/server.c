@@ -751,7 +751,10 @@ Resolved:
     if (*port == 0) {
         struct sockaddr_storage ss;
         socklen_t sslen = sizeof(ss);
-        getsockname(fd, (void *)&ss, &sslen);
+        if (getsockname(fd, (void *)&ss, &sslen) != 0) {
+            ret = -errno;
+            goto Error;
+        }
         *port = ntohs(ss.ss_family == AF_INET6 ? ((struct sockaddr_in6 *)&ss)->sin6_port : ((struct sockaddr_in *)&ss)->sin_port);
     }
     /* Wake the loop for a connection only once the client has sent something (HTTP and TLS clients speak first): one
@@ -865,6 +868,10 @@ int weir_server_setup_globalconf(h2o_globalconf_t *gc, const weir_server_conf_t 
     for (size_t h = 0; h != conf->num_hosts; ++h) {
         const weir_host_conf_t *host = conf->hosts + h;
         h2o_hostconf_t *hostconf = h2o_config_register_host(gc, h2o_iovec_init(host->name, strlen(host->name)), 65535);
+        if (hostconf == NULL) { /* h2o has one of that name, compared without case (the parser refuses that) */
+            weir_error("host \"%s\" is given twice", host->name);
+            return -EEXIST;
+        }
         /* h2o takes the first path that is a prefix of the request's: register the longest first. */
         const weir_path_conf_t **sorted = weir_malloc(sizeof(*sorted) * (host->num_paths + 1));
         for (size_t p = 0; p != host->num_paths; ++p)

@@ -1,6 +1,7 @@
 /*
- * The Redis client layer (see redis.h): hiredis's async API on a libuv loop. This is the only file that includes
- * hiredis/adapters/libuv.h.
+ * The Redis client layer (see redis.h): hiredis's async API on a libuv loop, through weir's own event hooks (one
+ * uv_poll_t per context, below) rather than hiredis 0.14's adapters/libuv.h, whose attach leaks its block and leaves a
+ * cleanup hook that dereferences NULL when uv_poll_init fails, and whose poll callback ignores POLLERR.
  *
  * A client (a pool of command connections) and a subscriber share one connection machine. Each connection is in one
  * of these states:
@@ -40,7 +41,6 @@
 #include <openssl/sha.h>
 #include <hiredis/hiredis.h>
 #include <hiredis/async.h>
-#include <hiredis/adapters/libuv.h>
 #include "weir/common.h"
 #include "weir/redis.h"
 
@@ -505,14 +505,21 @@ static void on_subscription(redisAsyncContext *ac, void *_reply, void *privdata)
 }
 
 /*
- * Our own poll callback and read/write hooks, replacing those of hiredis 0.14's libuv adapter (its attach and cleanup
- * are kept). On POLLERR, which a connection reset or a refused connect gives, libuv stops the poll handle and calls
- * back with a status of UV_EBADF; the adapter returns without telling hiredis, and the connection would hang with its
- * commands forever. Here a failed poll becomes a read, which meets the socket's error and tears the context down.
+ * The event hooks of a context: one uv_poll_t on its socket. On POLLERR, which a connection reset or a refused connect
+ * gives, libuv stops the poll handle and calls back with a status of UV_EBADF; hiredis must still be told, or the
+ * connection would hang with its commands forever: a failed poll becomes a read, which meets the socket's error and
+ * tears the context down. hiredis calls the cleanup hook when it frees the context; the block is freed once libuv has
+ * closed the handle.
  */
+typedef struct st_redis_events_t {
+    uv_poll_t handle;
+    redisAsyncContext *context; /* NULL once hiredis has freed it */
+    int events;
+} redis_events_t;
+
 static void on_redis_poll(uv_poll_t *handle, int status, int events)
 {
-    redisLibuvEvents *p = handle->data;
+    redis_events_t *p = handle->data;
 
     if (status != 0)
         events = UV_READABLE;
@@ -522,7 +529,7 @@ static void on_redis_poll(uv_poll_t *handle, int status, int events)
         redisAsyncHandleWrite(p->context);
 }
 
-static void poll_update(redisLibuvEvents *p)
+static void poll_update(redis_events_t *p)
 {
     if (p->events != 0)
         uv_poll_start(&p->handle, p->events, on_redis_poll);
@@ -532,30 +539,62 @@ static void poll_update(redisLibuvEvents *p)
 
 static void ev_add_read(void *privdata)
 {
-    redisLibuvEvents *p = privdata;
+    redis_events_t *p = privdata;
     p->events |= UV_READABLE;
     poll_update(p);
 }
 
 static void ev_del_read(void *privdata)
 {
-    redisLibuvEvents *p = privdata;
+    redis_events_t *p = privdata;
     p->events &= ~UV_READABLE;
     poll_update(p);
 }
 
 static void ev_add_write(void *privdata)
 {
-    redisLibuvEvents *p = privdata;
+    redis_events_t *p = privdata;
     p->events |= UV_WRITABLE;
     poll_update(p);
 }
 
 static void ev_del_write(void *privdata)
 {
-    redisLibuvEvents *p = privdata;
+    redis_events_t *p = privdata;
     p->events &= ~UV_WRITABLE;
     poll_update(p);
+}
+
+static void on_events_closed(uv_handle_t *handle)
+{
+    free(handle->data);
+}
+
+static void ev_cleanup(void *privdata)
+{
+    redis_events_t *p = privdata;
+    p->context = NULL;
+    uv_close((uv_handle_t *)&p->handle, on_events_closed);
+}
+
+/* Watches @p ac's socket on @p loop. On failure nothing is attached, and redisAsyncFree frees the context alone. */
+static int events_attach(redisAsyncContext *ac, uv_loop_t *loop)
+{
+    redis_events_t *p = weir_calloc(1, sizeof(*p));
+
+    if (uv_poll_init(loop, &p->handle, ac->c.fd) != 0) {
+        free(p);
+        return -1;
+    }
+    p->handle.data = p;
+    p->context = ac;
+    ac->ev.data = p;
+    ac->ev.addRead = ev_add_read;
+    ac->ev.delRead = ev_del_read;
+    ac->ev.addWrite = ev_add_write;
+    ac->ev.delWrite = ev_del_write;
+    ac->ev.cleanup = ev_cleanup;
+    return 0;
 }
 
 static void conn_connect(conn_t *conn)
@@ -581,15 +620,11 @@ static void conn_connect(conn_t *conn)
         conn_failed(conn, reason, 0);
         return;
     }
-    if (redisLibuvAttach(ac, owner->loop) != REDIS_OK) {
+    if (events_attach(ac, owner->loop) != 0) {
         redisAsyncFree(ac);
         conn_failed(conn, "cannot watch the socket", 0);
         return;
     }
-    ac->ev.addRead = ev_add_read;
-    ac->ev.delRead = ev_del_read;
-    ac->ev.addWrite = ev_add_write;
-    ac->ev.delWrite = ev_del_write;
     ac->data = conn;
     conn->ac = ac;
     redisAsyncSetConnectCallback(ac, on_connect);
