@@ -229,13 +229,14 @@ test_in_chroot() {
     for f in /usr/bin/weir /etc/weir/server.yaml /lib/systemd/system/weir.service /usr/share/man/man8/weir.8.gz \
         /usr/share/doc/weir/copyright /usr/share/doc/weir/changelog.gz /usr/share/doc/weir/examples/server-tls.yaml \
         /usr/share/doc/weir/examples/server-redis.yaml /usr/share/doc/weir/examples/server-cluster.yaml \
-        /etc/logrotate.d/weir; do
+        /etc/logrotate.d/weir /usr/lib/tmpfiles.d/weir.conf; do
         check "ships $f" grep -qx "$f" <<<"$files"
     done
     check "/etc/weir/server.yaml is a conffile" \
         grep -q '^ /etc/weir/server.yaml ' <<<"$(in_chroot "$root" dpkg-query -W -f='${Conffiles}\n' weir)"
     check "weir --version says $version" grep -qx "weir $version" <<<"$(in_chroot "$root" weir --version)"
     check "/var/log/weir is weir's" test "$(stat -c %u "$root/var/log/weir")" = "$uid"
+    check "/run/weir (the control socket's) is weir's" test "$(stat -c %u "$root/run/weir")" = "$uid"
     check "weir -t -c /etc/weir/server.yaml (as weir)" \
         in_chroot "$root" setpriv --reuid="$uid" --regid="$gid" --clear-groups weir -t -c /etc/weir/server.yaml
     if [ "$has_cache" = 1 ]; then
@@ -266,6 +267,9 @@ test_in_chroot() {
         else
             echo "  skip  /cache: conf/server.yaml has no /cache path"
         fi
+        check "weir -s reload through /run/weir/control.sock (as weir)" \
+            in_chroot "$root" setpriv --reuid="$uid" --regid="$gid" --clear-groups weir -c /etc/weir/server.yaml -s reload
+        http_is GET '/calc?n=10' 200 '\{ *"result": *285 *\}'
         stop_weir "$log"
         check "access log written, owned by weir" \
             test -s "$root/var/log/weir/access.log" -a "$(stat -c %u "$root/var/log/weir/access.log" 2>/dev/null)" = "$uid"
@@ -290,6 +294,7 @@ test_in_chroot() {
     check "/usr/bin/weir gone" test ! -e "$root/usr/bin/weir"
     check "/etc/weir gone" test ! -e "$root/etc/weir"
     check "/var/log/weir gone" test ! -e "$root/var/log/weir"
+    check "/run/weir gone" test ! -e "$root/run/weir"
     check "no file of the weir user left" \
         test -z "$(find "$root" -xdev -path "$root/var/cache/apt/archives" -prune -o -uid "$uid" -print | head -n 5)"
 
