@@ -23,6 +23,7 @@
 #include "weir/http_client.h"
 #include "weir/respond.h"
 #include "weir/server.h"
+#include "weir/status.h"
 
 #define DRAIN_TICK_MS 50
 /* How long the kernel holds a connection that has sent nothing before handing it to weir anyway (TCP_DEFER_ACCEPT). */
@@ -557,6 +558,7 @@ int weir_server_setup_globalconf(h2o_globalconf_t *gc, const weir_server_conf_t 
     gc->http1.req_timeout = conf->http1_request_timeout_ms;
     gc->http2.idle_timeout = conf->http2_idle_timeout_ms;
     gc->http2.graceful_shutdown_timeout = 0; /* the drain bounds the whole shutdown */
+    int count_requests = weir_status_counts_requests(conf);
 
     for (size_t h = 0; h != conf->num_hosts; ++h) {
         const weir_host_conf_t *host = conf->hosts + h;
@@ -569,6 +571,8 @@ int weir_server_setup_globalconf(h2o_globalconf_t *gc, const weir_server_conf_t 
         for (size_t p = 0; p != host->num_paths; ++p) {
             const weir_path_conf_t *path = sorted[p];
             h2o_pathconf_t *pathconf = h2o_config_register_path(hostconf, path->path, 0);
+            if (count_requests)
+                weir_status_instrument(pathconf, path->path);
             add_guard(pathconf);
             int ret = path->module->register_handler(pathconf, path->settings);
             if (ret != 0) {
@@ -580,6 +584,8 @@ int weir_server_setup_globalconf(h2o_globalconf_t *gc, const weir_server_conf_t 
                 h2o_access_log_register(pathconf, access_log);
         }
         free(sorted);
+        if (count_requests)
+            weir_status_instrument(&hostconf->fallback_path, NULL);
         add_guard(&hostconf->fallback_path);
         h2o_handler_t *notfound = h2o_create_handler(&hostconf->fallback_path, sizeof(*notfound));
         notfound->on_req = on_req_not_found;

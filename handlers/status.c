@@ -1,0 +1,311 @@
+/*
+ * The status module (status.h): /metrics, /livez, /readyz, and the counting of every request when /metrics is mounted.
+ *
+ * Counting a request costs its worker thread, on the request path: one gauge increment and a small destructor on the
+ * request's pool when the request enters its path's first handler (in flight), and, when h2o disposes of it, a lookup in
+ * a small table of the thread's own (method, status, protocol -> series) and three cell increments (the counter and
+ * the duration histogram's bucket and sum). No lock, no atomic read-modify-write: see metrics.h.
+ */
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/time.h>
+#include "weir/common.h"
+#include "weir/health.h"
+#include "weir/metrics.h"
+#include "weir/respond.h"
+#include "weir/status.h"
+
+enum { STATUS_METRICS, STATUS_LIVE, STATUS_READY };
+
+typedef struct st_status_handler_t {
+    h2o_handler_t super;
+    int what;
+} status_handler_t;
+
+static const char METRICS_TYPE[] = "text/plain; version=0.0.4; charset=utf-8";
+
+/* ---- the endpoints -------------------------------------------------------------------------------------------- */
+
+/* Appends `{"name": NAME, "up": B, "threads_up": N, "threads": M}` for each dependency to @p buf (in @p pool). */
+static h2o_iovec_t checks_json(h2o_mem_pool_t *pool, const weir_health_status_t *st, size_t n)
+{
+    h2o_iovec_t *parts = h2o_mem_alloc_pool(pool, sizeof(parts[0]) * (n + 1));
+    size_t total = 2;
+
+    for (size_t i = 0; i != n; ++i) {
+        char suffix[96];
+        h2o_iovec_t entry;
+        int len = snprintf(suffix, sizeof(suffix), ", \"up\": %s, \"threads_up\": %u, \"threads\": %u}",
+                           st[i].up == st[i].total ? "true" : "false", st[i].up, st[i].total);
+        if (weir_json_quote_wrapped(pool, h2o_iovec_init(H2O_STRLIT("{\"name\": ")), st[i].name, strlen(st[i].name),
+                                    h2o_iovec_init(suffix, (size_t)len), &entry) != 0)
+            entry = h2o_iovec_init(H2O_STRLIT("{\"name\": \"(not UTF-8)\"}"));
+        parts[i] = entry;
+        total += entry.len + 2;
+    }
+    char *out = h2o_mem_alloc_pool(pool, total + 1), *p = out;
+    *p++ = '[';
+    for (size_t i = 0; i != n; ++i) {
+        if (i != 0) {
+            *p++ = ',';
+            *p++ = ' ';
+        }
+        memcpy(p, parts[i].base, parts[i].len);
+        p += parts[i].len;
+    }
+    *p++ = ']';
+    *p = '\0';
+    return h2o_iovec_init(out, (size_t)(p - out));
+}
+
+static void respond_ready(h2o_req_t *req)
+{
+    static const char DRAINING[] = "{\"status\": \"draining\"}";
+    weir_health_status_t *st;
+    int all_up;
+
+    if (req->conn->ctx->shutdown_requested) {
+        weir_respond_json(req, 503, "Service Unavailable", DRAINING, sizeof(DRAINING) - 1);
+        return;
+    }
+    size_t n = weir_health_evaluate(&st, &all_up);
+    h2o_iovec_t checks = checks_json(&req->pool, st, n);
+    weir_health_free(st, n);
+    const char *head = all_up ? "{\"status\": \"ready\", \"checks\": " : "{\"status\": \"unavailable\", \"checks\": ";
+    size_t head_len = strlen(head);
+    char *body = h2o_mem_alloc_pool(&req->pool, head_len + checks.len + 2);
+    memcpy(body, head, head_len);
+    memcpy(body + head_len, checks.base, checks.len);
+    body[head_len + checks.len] = '}';
+    body[head_len + checks.len + 1] = '\0';
+    if (all_up)
+        weir_respond_json_nocopy(req, 200, "OK", body, head_len + checks.len + 1);
+    else
+        weir_respond_json_nocopy(req, 503, "Service Unavailable", body, head_len + checks.len + 1);
+}
+
+static int on_req(h2o_handler_t *_self, h2o_req_t *req)
+{
+    static const char LIVE[] = "{\"status\": \"ok\"}";
+    status_handler_t *self = (void *)_self;
+
+    if (!weir_path_is_exact(req)) {
+        weir_respond_not_found(req);
+        return 0;
+    }
+    if (!h2o_memis(req->method.base, req->method.len, H2O_STRLIT("GET")) &&
+        !h2o_memis(req->method.base, req->method.len, H2O_STRLIT("HEAD"))) {
+        weir_respond_method_not_allowed(req, "GET, HEAD");
+        return 0;
+    }
+    /* probes and scrapers want the answer of now */
+    h2o_add_header(&req->pool, &req->res.headers, H2O_TOKEN_CACHE_CONTROL, NULL, H2O_STRLIT("no-store"));
+    switch (self->what) {
+    case STATUS_METRICS: {
+        h2o_iovec_t text = weir_metrics_expose(weir_metrics_default(), &req->pool);
+        weir_respond_nocopy_as(req, 200, "OK", METRICS_TYPE, text.base, text.len);
+    } break;
+    case STATUS_LIVE:
+        weir_respond_json(req, 200, "OK", LIVE, sizeof(LIVE) - 1);
+        break;
+    default:
+        respond_ready(req);
+        break;
+    }
+    return 0;
+}
+
+int weir_status_register(h2o_pathconf_t *pathconf, const weir_status_settings_t *s)
+{
+    if (s->metrics + s->live + s->ready != 1)
+        return -EINVAL;
+    status_handler_t *self = (void *)h2o_create_handler(pathconf, sizeof(*self));
+    self->super.on_req = on_req;
+    self->what = s->metrics ? STATUS_METRICS : s->live ? STATUS_LIVE : STATUS_READY;
+    /* the process's own series are there from the start */
+    weir_metrics_default();
+    return 0;
+}
+
+int weir_status_counts_requests(const weir_server_conf_t *conf)
+{
+    for (size_t h = 0; h != conf->num_hosts; ++h) {
+        for (size_t p = 0; p != conf->hosts[h].num_paths; ++p) {
+            const weir_path_conf_t *path = conf->hosts[h].paths + p;
+            if (path->module == &weir_status_module && ((const weir_status_settings_t *)path->settings)->metrics)
+                return 1;
+        }
+    }
+    return 0;
+}
+
+/* ---- counting requests ---------------------------------------------------------------------------------------- */
+
+/* Methods with a label of their own; anything else is "other". At most 16 (4 bits of a key). */
+static const char *const METHODS[] = {"GET", "HEAD", "POST", "PUT", "DELETE", "OPTIONS", "PATCH", "CONNECT", "TRACE", "other"};
+static const char *const PROTOCOLS[] = {"HTTP/1.0", "HTTP/1.1", "HTTP/2"};
+
+typedef struct st_in_flight_handler_t {
+    h2o_handler_t super;
+    weir_metric_t *in_flight;
+} in_flight_handler_t;
+
+/* (method, status, protocol) -> series, one table per worker thread and path (the logger's context) */
+typedef struct st_memo_t {
+    struct {
+        uint32_t key; /* the key + 1; 0: empty */
+        weir_metric_t *series;
+    } * entries;
+    uint32_t capacity; /* a power of two */
+    uint32_t size;
+} memo_t;
+
+typedef struct st_request_logger_t {
+    h2o_logger_t super;
+    char *path; /* the label */
+    weir_metrics_family_t *requests;
+    weir_metric_t *duration;
+} request_logger_t;
+
+static void on_in_flight_disposed(void *_m)
+{
+    weir_metric_gauge_add(*(weir_metric_t **)_m, -1);
+}
+
+static int on_req_in_flight(h2o_handler_t *_self, h2o_req_t *req)
+{
+    in_flight_handler_t *self = (void *)_self;
+
+    /* A request that the server's guard hands to another path (an absolute-form target) was counted on its first. */
+    if (req->num_reprocessed == 0) {
+        weir_metric_gauge_add(self->in_flight, 1);
+        weir_metric_t **slot = h2o_mem_alloc_shared(&req->pool, sizeof(*slot), on_in_flight_disposed);
+        *slot = self->in_flight;
+    }
+    return -1;
+}
+
+static unsigned method_index(h2o_iovec_t m)
+{
+    for (unsigned i = 0; i + 1 < WEIR_ARRAY_SIZE(METHODS); ++i)
+        if (h2o_memis(m.base, m.len, METHODS[i], strlen(METHODS[i])))
+            return i;
+    return WEIR_ARRAY_SIZE(METHODS) - 1;
+}
+
+static unsigned protocol_index(int version)
+{
+    return version >= 0x200 ? 2 : version >= 0x101 ? 1 : 0;
+}
+
+static weir_metric_t *memo_find(memo_t *memo, uint32_t key)
+{
+    uint32_t mask = memo->capacity - 1;
+    for (uint32_t i = (key * 2654435761u) & mask;; i = (i + 1) & mask) {
+        if (memo->entries[i].key == key + 1)
+            return memo->entries[i].series;
+        if (memo->entries[i].key == 0)
+            return NULL;
+    }
+}
+
+static void memo_insert(memo_t *memo, uint32_t key, weir_metric_t *series)
+{
+    if ((memo->size + 1) * 2 > memo->capacity) {
+        memo_t bigger = {weir_calloc(memo->capacity * 2, sizeof(memo->entries[0])), memo->capacity * 2, 0};
+        for (uint32_t i = 0; i != memo->capacity; ++i)
+            if (memo->entries[i].key != 0)
+                memo_insert(&bigger, memo->entries[i].key - 1, memo->entries[i].series);
+        free(memo->entries);
+        *memo = bigger;
+    }
+    uint32_t mask = memo->capacity - 1, i = (key * 2654435761u) & mask;
+    while (memo->entries[i].key != 0)
+        i = (i + 1) & mask;
+    memo->entries[i].key = key + 1;
+    memo->entries[i].series = series;
+    ++memo->size;
+}
+
+static weir_metric_t *requests_series(request_logger_t *self, memo_t *memo, unsigned method, int status, unsigned protocol)
+{
+    uint32_t key = (uint32_t)method | (uint32_t)protocol << 4 | (uint32_t)status << 6;
+    weir_metric_t *m = memo != NULL ? memo_find(memo, key) : NULL;
+
+    if (m == NULL) {
+        char status_text[8];
+        snprintf(status_text, sizeof(status_text), "%d", status);
+        const char *values[] = {self->path, METHODS[method], status_text, PROTOCOLS[protocol]};
+        m = weir_metrics_series(self->requests, values);
+        if (memo != NULL)
+            memo_insert(memo, key, m);
+    }
+    return m;
+}
+
+static void on_log_access(h2o_logger_t *_self, h2o_req_t *req)
+{
+    request_logger_t *self = (void *)_self;
+    memo_t *memo = h2o_context_get_logger_context(req->conn->ctx, &self->super);
+    int status = req->res.status >= 0 && req->res.status <= 999 ? req->res.status : 0;
+
+    weir_metric_inc(requests_series(self, memo, method_index(req->method), status, protocol_index(req->version)));
+
+    struct timeval end = req->timestamps.response_end_at, begin = req->timestamps.request_begin_at;
+    if (h2o_timeval_is_null(&end))
+        gettimeofday(&end, NULL); /* not answered in full: the client went away */
+    int64_t us = h2o_timeval_is_null(&begin) ? 0 : (int64_t)(end.tv_sec - begin.tv_sec) * 1000000 + (end.tv_usec - begin.tv_usec);
+    weir_metric_observe(self->duration, us > 0 ? (uint64_t)us * 1000 : 0);
+}
+
+static void on_logger_context_init(h2o_logger_t *_self, h2o_context_t *ctx)
+{
+    memo_t *memo = weir_calloc(1, sizeof(*memo));
+    memo->capacity = 32;
+    memo->entries = weir_calloc(memo->capacity, sizeof(memo->entries[0]));
+    h2o_context_set_logger_context(ctx, _self, memo);
+}
+
+static void on_logger_context_dispose(h2o_logger_t *_self, h2o_context_t *ctx)
+{
+    memo_t *memo = h2o_context_get_logger_context(ctx, _self);
+    if (memo != NULL) {
+        free(memo->entries);
+        free(memo);
+    }
+    h2o_context_set_logger_context(ctx, _self, NULL);
+}
+
+static void on_logger_dispose(h2o_logger_t *_self)
+{
+    request_logger_t *self = (void *)_self;
+    free(self->path);
+}
+
+void weir_status_instrument(h2o_pathconf_t *pathconf, const char *path)
+{
+    weir_metrics_t *reg = weir_metrics_default();
+    const char *label = path != NULL ? path : WEIR_STATUS_OTHER_PATH;
+
+    in_flight_handler_t *counter = (void *)h2o_create_handler(pathconf, sizeof(*counter));
+    counter->super.on_req = on_req_in_flight;
+    counter->in_flight =
+        weir_metrics_gauge(reg, "weir_http_requests_in_flight",
+                           "HTTP requests being handled (read and not yet disposed of), by configured path", "path", label);
+
+    request_logger_t *logger = (void *)h2o_create_logger(pathconf, sizeof(*logger));
+    logger->super.on_context_init = on_logger_context_init;
+    logger->super.on_context_dispose = on_logger_context_dispose;
+    logger->super.dispose = on_logger_dispose;
+    logger->super.log_access = on_log_access;
+    logger->path = weir_strdup(label);
+    logger->requests = weir_metrics_family(reg, WEIR_METRICS_COUNTER, "weir_http_requests_total",
+                                           "HTTP requests answered or given up, by configured path, method, status (0: no answer, "
+                                           "the client went away first) and protocol",
+                                           "path,method,status,protocol", NULL);
+    logger->duration = weir_metrics_histogram(reg, "weir_http_request_duration_seconds",
+                                              "Time from the start of a request to the end of its answer, by configured path",
+                                              &weir_metrics_seconds_buckets, "path", label);
+}
