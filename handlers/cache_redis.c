@@ -35,6 +35,8 @@
 #include <hiredis/adapters/libuv.h>
 #include "weir/cache.h"
 #include "weir/common.h"
+#include "weir/health.h"
+#include "weir/metrics.h"
 #include "weir/text.h"
 
 #define DEFAULT_PORT 6379
@@ -50,6 +52,8 @@ struct st_weir_cache_redis_t {
     uint64_t backoff_max_ms;
     char *prefix;
     size_t prefix_len;
+    weir_metrics_redis_t metrics;
+    char *health_name; /* of the readiness check of each thread */
 };
 
 typedef enum en_conn_state_t {
@@ -79,6 +83,8 @@ typedef struct st_redis_pool_t {
     unsigned next;
     uint64_t connects;
     uint64_t failures;
+    unsigned num_ready; /* atomic: connections READY, read by the readiness check from other threads */
+    weir_health_check_t *health;
 } redis_pool_t;
 
 typedef enum en_cmd_op_t {
@@ -91,6 +97,7 @@ typedef struct st_redis_cmd_t {
     uv_timer_t timer;        /* the deadline; the command is freed in its close callback */
     weir_cache_call_t *call; /* NULL once the call has completed (reply or deadline) */
     cmd_op_t op;
+    weir_cache_redis_t *redis;
 } redis_cmd_t;
 
 static void conn_connect(redis_conn_t *conn);
@@ -341,6 +348,11 @@ int weir_cache_redis_create(const weir_cache_redis_options_t *opts, weir_cache_r
         self->backoff_max_ms = self->backoff_min_ms;
     self->prefix = weir_strdup(opts->prefix != NULL ? opts->prefix : "");
     self->prefix_len = strlen(self->prefix);
+    const char *path = opts->path != NULL ? opts->path : "";
+    weir_metrics_redis_init(&self->metrics, "cache", path);
+    size_t name_len = strlen(path) + strlen(self->where) + 32;
+    self->health_name = weir_malloc(name_len);
+    snprintf(self->health_name, name_len, "cache %s: redis at %s", path, self->where);
     *out = self;
     return 0;
 Error:
@@ -356,10 +368,24 @@ static void backend_destroy(void *data)
     weir_cache_redis_target_dispose(&self->target);
     free(self->where);
     free(self->prefix);
+    free(self->health_name);
     free(self);
 }
 
 /* ---- connections ---------------------------------------------------------------------------------------------- */
+
+/* A connection became READY (+1) or stopped being (-1). */
+static void pool_ready_add(redis_pool_t *pool, int delta)
+{
+    __atomic_store_n(&pool->num_ready, __atomic_load_n(&pool->num_ready, __ATOMIC_RELAXED) + (unsigned)delta, __ATOMIC_RELAXED);
+    weir_metric_gauge_add(pool->redis->metrics.up, delta);
+}
+
+static int pool_is_up(void *_pool)
+{
+    redis_pool_t *pool = _pool;
+    return __atomic_load_n(&pool->num_ready, __ATOMIC_RELAXED) != 0;
+}
 
 static void on_backoff_timer(uv_timer_t *timer)
 {
@@ -375,6 +401,9 @@ static void conn_failed(redis_conn_t *conn, const char *reason, int was_ready)
     conn->state = CONN_DOWN;
     conn->first_attempt = 0;
     ++pool->failures;
+    weir_metric_inc(redis->metrics.failures);
+    if (was_ready)
+        pool_ready_add(pool, -1);
     snprintf(conn->error, sizeof(conn->error), "%s", reason != NULL && reason[0] != '\0' ? reason : "unknown error");
 
     uint64_t delay = redis->backoff_min_ms;
@@ -474,8 +503,11 @@ static void on_ping_reply(redisAsyncContext *ac, void *_reply, void *privdata)
         return;
     }
     uv_timer_stop(&conn->timer);
-    if (conn->failures != 0)
+    if (conn->failures != 0) {
         weir_info("cache: connected to Redis at %s again", conn->pool->redis->where);
+        weir_metric_inc(conn->pool->redis->metrics.reconnects);
+    }
+    pool_ready_add(conn->pool, 1);
     conn->state = CONN_READY;
     conn->failures = 0;
     conn->first_attempt = 0;
@@ -615,6 +647,7 @@ static int backend_start(void *data, uv_loop_t *loop, void **thread)
         pool->conns[i] = conn;
         conn_connect(conn);
     }
+    pool->health = weir_health_add(redis->health_name, pool_is_up, pool);
     *thread = pool;
     return 0;
 }
@@ -623,10 +656,13 @@ static void backend_stop(void *data, void *thread)
 {
     redis_pool_t *pool = thread;
 
+    weir_health_remove(pool->health);
     for (unsigned i = 0; i < pool->num_conns; ++i) {
         redis_conn_t *conn = pool->conns[i];
         redisAsyncContext *ac = conn->ac;
         conn->ac = NULL;
+        if (conn->state == CONN_READY)
+            pool_ready_add(pool, -1);
         conn->state = CONN_DOWN;
         if (ac != NULL) {
             ac->data = NULL;
@@ -686,6 +722,7 @@ static void on_cmd_timeout(uv_timer_t *timer)
 
     /* The block stays until hiredis hands the reply over. */
     cmd->call = NULL;
+    weir_metric_inc(cmd->redis->metrics.timeouts);
     complete(call, -ETIMEDOUT, "Redis did not answer in time");
 }
 
@@ -735,6 +772,8 @@ static void on_cmd_reply(redisAsyncContext *ac, void *_reply, void *privdata)
         if (res.status == -EPROTO)
             res.message = "unexpected reply from Redis";
     }
+    if (res.status != 0 && res.status != -ENOENT)
+        weir_metric_inc(cmd->redis->metrics.errors);
     call->on_done(call, &res);
 }
 
@@ -747,10 +786,12 @@ static void issue(weir_cache_redis_t *redis, redis_pool_t *pool, weir_cache_call
     char *key = NULL;
 
     if (pool == NULL) {
+        weir_metric_inc(redis->metrics.errors);
         complete(call, -EAGAIN, "the Redis backend did not start on this thread");
         return;
     }
     if ((conn = pick_conn(pool)) == NULL) {
+        weir_metric_inc(redis->metrics.errors);
         const char *why = pool->conns[0]->error[0] != '\0' ? pool->conns[0]->error : "not connected yet";
         snprintf(message, sizeof(message), "Redis is unavailable: %s", why);
         complete(call, -EAGAIN, message);
@@ -768,8 +809,10 @@ static void issue(weir_cache_redis_t *redis, redis_pool_t *pool, weir_cache_call
     uv_timer_init(pool->loop, &cmd->timer);
     cmd->timer.data = cmd;
     cmd->op = op;
+    cmd->redis = redis;
     if (redisAsyncCommandArgv(conn->ac, on_cmd_reply, cmd, argc, argv, lens) != REDIS_OK) {
         uv_close((uv_handle_t *)&cmd->timer, on_cmd_closed);
+        weir_metric_inc(redis->metrics.errors);
         complete(call, -EAGAIN, "Redis is unavailable: the connection is closing");
     } else {
         cmd->call = call;

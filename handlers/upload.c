@@ -13,6 +13,7 @@
 #include <time.h>
 #include "weir/common.h"
 #include "weir/gate.h"
+#include "weir/metrics.h"
 #include "weir/respond.h"
 #include "weir/upload.h"
 #include "weir/wheel.h"
@@ -21,6 +22,8 @@ typedef struct st_upload_handler_t {
     h2o_handler_t super;
     weir_upload_settings_t settings;
     weir_gate_t gate;
+    weir_metric_t *in_use, *capacity, *waiting; /* gauges read from the gate at scrape time */
+    weir_metric_t *wait;                        /* histogram: time from arrival to a slot */
 } upload_handler_t;
 
 /* Per worker thread (the handler's context). */
@@ -35,6 +38,7 @@ typedef struct st_upload_job_t {
     upload_handler_t *handler;
     upload_thread_t *thread;
     h2o_req_t *req; /* NULL once answered */
+    uint64_t arrived_ns;
 } upload_job_t;
 
 static const char SUCCESS_BODY[] = "{\"success\": true}";
@@ -97,6 +101,7 @@ static void on_delay_done(weir_wheel_entry_t *delay)
 static void start_delay(upload_job_t *job)
 {
     const weir_upload_settings_t *s = &job->handler->settings;
+    weir_metric_observe(job->handler->wait, uv_hrtime() - job->arrived_ns);
     uint32_t delay = weir_upload_draw_delay(thread_rng(), s->delay_min_ms, s->delay_max_ms);
     weir_wheel_add(job->thread->wheel, &job->delay, delay, on_delay_done);
 }
@@ -128,7 +133,10 @@ static int on_req(h2o_handler_t *_self, h2o_req_t *req)
     }
 
     upload_job_t *job = h2o_mem_alloc_shared(&req->pool, sizeof(*job), on_job_dispose);
-    *job = (upload_job_t){.handler = self, .thread = h2o_context_get_handler_context(req->conn->ctx, &self->super), .req = req};
+    *job = (upload_job_t){.handler = self,
+                          .thread = h2o_context_get_handler_context(req->conn->ctx, &self->super),
+                          .req = req,
+                          .arrived_ns = uv_hrtime()};
 
     if (weir_gate_acquire(&self->gate, job->thread->inbox, &job->waiter, on_granted))
         start_delay(job);
@@ -153,9 +161,39 @@ static void on_context_dispose(h2o_handler_t *_self, h2o_context_t *ctx)
     free(thread);
 }
 
+/* The gate's state, read at scrape time under its mutex. */
+static double gate_read(weir_gate_t *gate, const size_t *field)
+{
+    pthread_mutex_lock(&gate->mutex);
+    size_t v = *field;
+    pthread_mutex_unlock(&gate->mutex);
+    return (double)v;
+}
+
+static double read_in_use(void *_gate)
+{
+    weir_gate_t *gate = _gate;
+    return gate_read(gate, &gate->in_use);
+}
+
+static double read_capacity(void *_gate)
+{
+    weir_gate_t *gate = _gate;
+    return gate_read(gate, &gate->slots);
+}
+
+static double read_waiting(void *_gate)
+{
+    weir_gate_t *gate = _gate;
+    return gate_read(gate, &gate->queued);
+}
+
 static void on_dispose(h2o_handler_t *_self)
 {
     upload_handler_t *self = (void *)_self;
+    weir_metrics_remove_callback(self->in_use, read_in_use, &self->gate);
+    weir_metrics_remove_callback(self->capacity, read_capacity, &self->gate);
+    weir_metrics_remove_callback(self->waiting, read_waiting, &self->gate);
     weir_gate_dispose(&self->gate);
 }
 
@@ -170,5 +208,17 @@ int weir_upload_register(h2o_pathconf_t *pathconf, const weir_upload_settings_t 
     self->super.dispose = on_dispose;
     self->settings = *s;
     weir_gate_init(&self->gate, s->concurrency);
+
+    weir_metrics_t *reg = weir_metrics_default();
+    const char *path = pathconf->path.base != NULL ? pathconf->path.base : "";
+    self->in_use = weir_metrics_gauge(reg, "weir_upload_slots_in_use", "Upload slots held now", "path", path);
+    self->capacity = weir_metrics_gauge(reg, "weir_upload_slots_capacity", "Upload slots (upload.concurrency)", "path", path);
+    self->waiting = weir_metrics_gauge(reg, "weir_upload_queue_length", "Uploads waiting for a slot", "path", path);
+    self->wait = weir_metrics_histogram(reg, "weir_upload_wait_seconds",
+                                        "Time from an upload's arrival to its slot, for the uploads that got one",
+                                        &weir_metrics_seconds_buckets, "path", path);
+    weir_metrics_add_callback(self->in_use, read_in_use, &self->gate);
+    weir_metrics_add_callback(self->capacity, read_capacity, &self->gate);
+    weir_metrics_add_callback(self->waiting, read_waiting, &self->gate);
     return 0;
 }
