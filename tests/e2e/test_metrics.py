@@ -188,10 +188,10 @@ class MetricsTest(unittest.TestCase):
                         and m.value("weir_http_requests_in_flight", path="/calc") == 2)
 
             self.assertTrue(wait_until(waiting, 10, interval=0.1), scraper.scrape().text)
-            # the sums' client gives up: the running one is stopped, the queued one taken back
-            for sid in sums:
-                h.reset(sid)
-            h.ping()
+            # the sums' client gives up: the queued one is taken back, then the running one is stopped
+            h.reset(sums[1])
+            self.assertTrue(wait_until(lambda: scraper.scrape().value("weir_calc_jobs_queued", path="/calc") == 1, 10))
+            h.reset(sums[0])
             for c in uploads:
                 self.assertEqual(c.read_response().status, 200)
                 c.close()
