@@ -11,7 +11,8 @@ CTEST_ARGS  ?=
 
 BUILD_DEPS = build-essential cmake pkg-config libh2o-dev libuv1-dev libyaml-dev libyajl-dev \
              libhiredis-dev libcmocka-dev libssl-dev libcurl4-openssl-dev
-TEST_DEPS  = python3 curl openssl ca-certificates apache2-utils nghttp2-client redis-server python3-boto3
+TEST_DEPS  = python3 curl openssl ca-certificates apache2-utils nghttp2-client redis-server python3-boto3 \
+             prometheus
 
 .PHONY: all build run test test-asan deps test-deps clean format deb deb-focal test-package bench bench-quick
 

@@ -131,6 +131,6 @@ EXPERIMENT = Experiment(
     files={CSV: HEADER},
     params={
         "full": dict(exp8_n=1000000, exp8_reps=5),
-        "quick": dict(exp8_n=500000, exp8_reps=6),
+        "quick": dict(exp8_n=300000, exp8_reps=3),
     },
     run=run, summarise=summarise)
