@@ -153,16 +153,17 @@ typedef struct st_in_flight_handler_t {
     weir_metric_t *duration;
 } in_flight_handler_t;
 
-/* (method, status, protocol) -> series, one table per worker thread and path (the logger's context) */
+/* (method, status, protocol) -> the thread's cell of the series, one table per worker thread and path (the logger's
+ * context) */
 typedef struct st_memo_t {
     struct {
         uint32_t key; /* the key + 1; 0: empty */
-        weir_metric_t *series;
+        uint64_t *cell;
     } * entries;
     uint32_t capacity; /* a power of two */
     uint32_t size;
-    uint32_t last_key; /* the key + 1 of the last lookup, whose series is last */
-    weir_metric_t *last;
+    uint32_t last_key; /* the key + 1 of the last lookup, whose cell is last */
+    uint64_t *last;
 } memo_t;
 
 typedef struct st_request_logger_t {
@@ -183,9 +184,16 @@ typedef struct st_request_logger_t {
  *   second a clock read is a measurable share of a request's cost. A request is then timed to within the time its
  *   loop iteration spent on the requests before it: microseconds under load.
  */
+/* A path's cells on one worker thread (the in-flight handler's context). */
+typedef struct st_path_cells_t {
+    const in_flight_handler_t *handler;
+    uint64_t *in_flight;
+    uint64_t *duration;
+} path_cells_t;
+
 typedef struct st_flight_t {
     h2o_req_t *req; /* NULL: empty slot */
-    const in_flight_handler_t *handler;
+    path_cells_t *path;
     uint64_t start_ns;
 } flight_t;
 
@@ -225,7 +233,7 @@ static size_t flight_home(const thread_state_t *state, const h2o_req_t *req)
     return (size_t)((((uintptr_t)req >> 4) * UINT64_C(0x9e3779b97f4a7c15)) >> 32) & (state->capacity - 1);
 }
 
-static void flight_insert(thread_state_t *state, h2o_req_t *req, const in_flight_handler_t *handler, uint64_t start_ns)
+static void flight_insert(thread_state_t *state, h2o_req_t *req, path_cells_t *path, uint64_t start_ns)
 {
     if ((state->size + 1) * 2 > state->capacity) {
         flight_t *old = state->flights;
@@ -235,7 +243,7 @@ static void flight_insert(thread_state_t *state, h2o_req_t *req, const in_flight
         state->size = 0;
         for (size_t i = 0; i != old_capacity; ++i)
             if (old[i].req != NULL)
-                flight_insert(state, old[i].req, old[i].handler, old[i].start_ns);
+                flight_insert(state, old[i].req, old[i].path, old[i].start_ns);
         free(old);
     }
     size_t mask = state->capacity - 1, i = flight_home(state, req);
@@ -243,7 +251,7 @@ static void flight_insert(thread_state_t *state, h2o_req_t *req, const in_flight
         i = (i + 1) & mask;
     if (state->flights[i].req == NULL)
         ++state->size;
-    state->flights[i] = (flight_t){req, handler, start_ns};
+    state->flights[i] = (flight_t){req, path, start_ns};
 }
 
 /* Takes @p req out (linear probing, backward-shift deletion); @return 0, or -1 when it is not there. */
@@ -270,8 +278,12 @@ static int flight_take(thread_state_t *state, h2o_req_t *req, flight_t *out)
     return 0;
 }
 
-static void on_in_flight_context_init(h2o_handler_t *self, h2o_context_t *ctx)
+static void on_in_flight_context_init(h2o_handler_t *_self, h2o_context_t *ctx)
 {
+    in_flight_handler_t *self = (void *)_self;
+    path_cells_t *path = weir_malloc(sizeof(*path));
+    *path = (path_cells_t){self, weir_metric_cells(self->in_flight), weir_metric_cells(self->duration)};
+    h2o_context_set_handler_context(ctx, &self->super, path);
     if (thread_state == NULL) {
         thread_state = weir_calloc(1, sizeof(*thread_state));
         uv_check_init(ctx->loop, &thread_state->check);
@@ -284,6 +296,8 @@ static void on_in_flight_context_init(h2o_handler_t *self, h2o_context_t *ctx)
 
 static void on_in_flight_context_dispose(h2o_handler_t *self, h2o_context_t *ctx)
 {
+    free(h2o_context_get_handler_context(ctx, self));
+    h2o_context_set_handler_context(ctx, self, NULL);
     thread_state_t *state = thread_state;
     if (state != NULL && --state->refs == 0) {
         free(state->flights);
@@ -294,20 +308,23 @@ static void on_in_flight_context_dispose(h2o_handler_t *self, h2o_context_t *ctx
 
 static int on_req_in_flight(h2o_handler_t *_self, h2o_req_t *req)
 {
-    in_flight_handler_t *self = (void *)_self;
     thread_state_t *state = thread_state;
+    path_cells_t *path = h2o_context_get_handler_context(req->conn->ctx, _self);
 
     /* A request that the server's guard hands to another path (an absolute-form target) was counted on its first. */
-    if (req->num_reprocessed == 0 && state != NULL) {
-        weir_metric_gauge_add(self->in_flight, 1);
-        flight_insert(state, req, self, iteration_now_ns(state));
+    if (req->num_reprocessed == 0 && state != NULL && path != NULL) {
+        weir_cells_gauge_add(path->in_flight, 1);
+        flight_insert(state, req, path, iteration_now_ns(state));
     }
     return -1;
 }
 
 static unsigned method_index(h2o_iovec_t m)
 {
-    for (unsigned i = 0; i + 1 < WEIR_ARRAY_SIZE(METHODS); ++i)
+    /* GET first, without a call: most requests are */
+    if (m.len == 3 && m.base[0] == 'G' && m.base[1] == 'E' && m.base[2] == 'T')
+        return 0;
+    for (unsigned i = 1; i + 1 < WEIR_ARRAY_SIZE(METHODS); ++i)
         if (h2o_memis(m.base, m.len, METHODS[i], strlen(METHODS[i])))
             return i;
     return WEIR_ARRAY_SIZE(METHODS) - 1;
@@ -318,25 +335,25 @@ static unsigned protocol_index(int version)
     return version >= 0x200 ? 2 : version >= 0x101 ? 1 : 0;
 }
 
-static weir_metric_t *memo_find(memo_t *memo, uint32_t key)
+static uint64_t *memo_find(memo_t *memo, uint32_t key)
 {
     uint32_t mask = memo->capacity - 1;
     for (uint32_t i = (key * 2654435761u) & mask;; i = (i + 1) & mask) {
         if (memo->entries[i].key == key + 1)
-            return memo->entries[i].series;
+            return memo->entries[i].cell;
         if (memo->entries[i].key == 0)
             return NULL;
     }
 }
 
-static void memo_insert(memo_t *memo, uint32_t key, weir_metric_t *series)
+static void memo_insert(memo_t *memo, uint32_t key, uint64_t *cell)
 {
     if ((memo->size + 1) * 2 > memo->capacity) {
         memo_t bigger = {weir_calloc(memo->capacity * 2, sizeof(memo->entries[0])), memo->capacity * 2, 0, memo->last_key,
                          memo->last};
         for (uint32_t i = 0; i != memo->capacity; ++i)
             if (memo->entries[i].key != 0)
-                memo_insert(&bigger, memo->entries[i].key - 1, memo->entries[i].series);
+                memo_insert(&bigger, memo->entries[i].key - 1, memo->entries[i].cell);
         free(memo->entries);
         *memo = bigger;
     }
@@ -344,33 +361,29 @@ static void memo_insert(memo_t *memo, uint32_t key, weir_metric_t *series)
     while (memo->entries[i].key != 0)
         i = (i + 1) & mask;
     memo->entries[i].key = key + 1;
-    memo->entries[i].series = series;
+    memo->entries[i].cell = cell;
     ++memo->size;
 }
 
-static weir_metric_t *requests_series(request_logger_t *self, memo_t *memo, unsigned method, int status, unsigned protocol)
+/* The calling thread's cell of weir_http_requests_total{path, method, status, protocol}; the series is registered on
+ * its first request (over all threads), looked up in the registry on its first request on this thread. */
+static uint64_t *requests_cell(request_logger_t *self, memo_t *memo, unsigned method, int status, unsigned protocol)
 {
     uint32_t key = (uint32_t)method | (uint32_t)protocol << 4 | (uint32_t)status << 6;
-    weir_metric_t *m = NULL;
 
-    if (memo != NULL) {
-        if (memo->last_key == key + 1)
-            return memo->last;
-        m = memo_find(memo, key);
-    }
-    if (m == NULL) {
+    if (memo->last_key == key + 1)
+        return memo->last;
+    uint64_t *cell = memo_find(memo, key);
+    if (cell == NULL) {
         char status_text[8];
         snprintf(status_text, sizeof(status_text), "%d", status);
         const char *values[] = {self->path, METHODS[method], status_text, PROTOCOLS[protocol]};
-        m = weir_metrics_series(self->requests, values);
-        if (memo != NULL)
-            memo_insert(memo, key, m);
+        cell = weir_metric_cells(weir_metrics_series(self->requests, values));
+        memo_insert(memo, key, cell);
     }
-    if (memo != NULL) {
-        memo->last_key = key + 1;
-        memo->last = m;
-    }
-    return m;
+    memo->last_key = key + 1;
+    memo->last = cell;
+    return cell;
 }
 
 static void on_log_access(h2o_logger_t *_self, h2o_req_t *req)
@@ -379,13 +392,14 @@ static void on_log_access(h2o_logger_t *_self, h2o_req_t *req)
     memo_t *memo = h2o_context_get_logger_context(req->conn->ctx, &self->super);
     int status = req->res.status >= 0 && req->res.status <= 999 ? req->res.status : 0;
 
-    weir_metric_inc(requests_series(self, memo, method_index(req->method), status, protocol_index(req->version)));
+    if (memo != NULL)
+        weir_cells_add(requests_cell(self, memo, method_index(req->method), status, protocol_index(req->version)), 1);
 
     thread_state_t *state = thread_state;
     flight_t flight;
     if (state != NULL && flight_take(state, req, &flight) == 0) {
-        weir_metric_gauge_add(flight.handler->in_flight, -1);
-        weir_metric_observe(flight.handler->duration, iteration_now_ns(state) - flight.start_ns);
+        weir_cells_gauge_add(flight.path->in_flight, -1);
+        weir_cells_observe(flight.path->handler->duration, flight.path->duration, iteration_now_ns(state) - flight.start_ns);
     }
 }
 

@@ -206,6 +206,41 @@ static inline void weir_metric_observe(const weir_metric_t *m, uint64_t value)
     weir__metrics_cell_add(weir__metrics_cell(m, m->num_bounds + 1), value);
 }
 
+/*
+ * The hottest paths may keep a thread's cells of a series instead of finding them at every count: weir_metric_cells
+ * gives the calling thread's cells (made now if needed), which stay where they are for the life of the thread. They
+ * must be used by that thread only (keep them in state of the thread's own, such as an h2o context), and not after it
+ * has exited.
+ */
+
+/** The calling thread's cells of @p m (one for a counter or gauge; a histogram's buckets, +Inf and sum). */
+static inline uint64_t *weir_metric_cells(const weir_metric_t *m)
+{
+    return weir__metrics_cell(m, 0);
+}
+
+/** weir_metric_add on cells from weir_metric_cells. */
+static inline void weir_cells_add(uint64_t *cells, uint64_t n)
+{
+    weir__metrics_cell_add(cells, n);
+}
+
+/** weir_metric_gauge_add on cells from weir_metric_cells. */
+static inline void weir_cells_gauge_add(uint64_t *cells, int64_t delta)
+{
+    weir__metrics_cell_add(cells, (uint64_t)delta);
+}
+
+/** weir_metric_observe on @p cells, the calling thread's cells of histogram @p m. */
+static inline void weir_cells_observe(const weir_metric_t *m, uint64_t *cells, uint64_t value)
+{
+    uint32_t i = 0;
+    while (i != m->num_bounds && value > m->bounds[i])
+        ++i;
+    weir__metrics_cell_add(cells + i, 1);
+    weir__metrics_cell_add(cells + m->num_bounds + 1, value);
+}
+
 /* ---- reading --------------------------------------------------------------------------------------------------- */
 
 /**
