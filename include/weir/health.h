@@ -20,11 +20,12 @@
  */
 typedef int (*weir_health_cb)(void *data);
 
+/** A check added to the registry (opaque). */
 typedef struct st_weir_health_check_t weir_health_check_t;
 
 /** One dependency, as evaluated. */
 typedef struct st_weir_health_status_t {
-    char *name;
+    char *name;     /**< as given to weir_health_add */
     unsigned up;    /**< checks of this name that are up */
     unsigned total; /**< checks of this name */
 } weir_health_status_t;

@@ -57,9 +57,9 @@ typedef struct st_weir_metric_t weir_metric_t;
 
 /** Types of families, as in `# TYPE`. */
 typedef enum en_weir_metrics_type_t {
-    WEIR_METRICS_COUNTER,
-    WEIR_METRICS_GAUGE,
-    WEIR_METRICS_HISTOGRAM,
+    WEIR_METRICS_COUNTER,   /**< only goes up; its name ends in _total */
+    WEIR_METRICS_GAUGE,     /**< goes up and down */
+    WEIR_METRICS_HISTOGRAM, /**< observations in fixed buckets, with their sum and count */
 } weir_metrics_type_t;
 
 /** The buckets of a histogram. */
@@ -93,6 +93,7 @@ typedef struct st_weir__metrics_tls_t {
     uint64_t **chunks;
 } weir__metrics_tls_t;
 
+/** The calling thread's weir__metrics_tls_t (private). */
 extern __thread weir__metrics_tls_t weir__metrics_tls;
 
 /** The cell @p slot of the calling thread's shard, made on first use (private). */
@@ -159,8 +160,9 @@ int weir_metrics_add_callback(weir_metric_t *m, weir_metrics_read_cb fn, void *d
  */
 int weir_metrics_remove_callback(weir_metric_t *m, weir_metrics_read_cb fn, void *data);
 
-/* ---- counting (any thread; never blocks) ---------------------------------------------------------------------- */
+/* ---- counting (any thread; no lock once the thread has its shard and the cell's chunk) ------------------------- */
 
+/** The calling thread's cell at @p offset of @p m (private). */
 static inline uint64_t *weir__metrics_cell(const weir_metric_t *m, uint32_t offset)
 {
     uint32_t slot = m->slot + offset;
@@ -172,6 +174,7 @@ static inline uint64_t *weir__metrics_cell(const weir_metric_t *m, uint32_t offs
     return weir__metrics_cell_slow(m, slot);
 }
 
+/** Adds @p n to a cell of the calling thread (private). */
 static inline void weir__metrics_cell_add(uint64_t *cell, uint64_t n)
 {
     /* the calling thread is the cell's only writer: a load and a store, not a read-modify-write */
