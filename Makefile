@@ -43,7 +43,7 @@ test-asan: test-deps
 	cd $(ASAN_DIR) && ctest --output-on-failure $(CTEST_ARGS)
 
 format:
-	clang-format -i include/weir/*.h src/*.c handlers/*.c tests/unit/*.c
+	clang-format -i include/weir/*.h src/*.c src/redis/*.c handlers/*.c tests/unit/*.c tests/unit/*.h
 
 clean:
 	rm -rf $(BUILD_DIR) $(ASAN_DIR)

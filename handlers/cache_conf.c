@@ -3,6 +3,7 @@
 #include <string.h>
 #include "weir/cache.h"
 #include "weir/common.h"
+#include "weir/redis.h"
 
 void weir_cache_settings_init(weir_cache_settings_t *s)
 {
@@ -67,15 +68,15 @@ static int parse_key(void *settings, const char *key, const weir_conf_node_t *va
     } else if (strcmp(key, "cache.memory.max-bytes") == 0) {
         return weir_conf_to_size(value, 1, UINT64_C(1) << 50, &self->memory_max_bytes, errs);
     } else if (strcmp(key, "cache.redis.url") == 0) {
-        weir_cache_redis_target_t target;
+        weir_redis_target_t target;
         char reason[160];
         if (weir_conf_to_string(value, &str, errs) != 0)
             return -1;
-        if (weir_cache_redis_parse_url(str, &target, reason, sizeof(reason)) != 0) {
+        if (weir_redis_parse_url(str, &target, reason, sizeof(reason)) != 0) {
             weir_conf_error(errs, value, "invalid Redis URL \"%s\": %s", str, reason);
             return -1;
         }
-        weir_cache_redis_target_dispose(&target);
+        weir_redis_target_dispose(&target);
         free(self->redis_url);
         self->redis_url = weir_strdup(str);
     } else if (strcmp(key, "cache.redis.pool") == 0) {

@@ -66,7 +66,9 @@ static void respond_ready(h2o_req_t *req)
     weir_health_status_t *st;
     int all_up;
 
-    if (req->conn->ctx->shutdown_requested) {
+    /* The process, not the request's configuration generation: a generation that a reload replaced drains too (its
+     * context's shutdown_requested is set), while the process stays ready. */
+    if (weir_server_draining()) {
         weir_respond_json(req, 503, "Service Unavailable", DRAINING, sizeof(DRAINING) - 1);
         return;
     }

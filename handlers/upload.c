@@ -1,6 +1,11 @@
 /*
- * POST /upload: each request waits for a slot of the handler's gate (FIFO, shared by all worker threads), holds it
- * for a random delay on its worker's timing wheel (one uv timer per thread, not one per request), then answers.
+ * POST /upload: each request waits for a slot of the handler's gate (FIFO; local to the process or shared through
+ * Redis, behind gate.h), holds it for a random delay on its worker's timing wheel (one uv timer per thread, not one per
+ * request), then answers.
+ *
+ * Waiting is bounded twice: the gate refuses a waiter beyond max-queue at once, and a waiter without a slot after
+ * queue-timeout is answered 503. Every waiter of a path has the same timeout, so each thread keeps its waiters in
+ * arrival order and one uv timer per thread, armed for the oldest: no timer per waiter.
  *
  * The job lives in one shared allocation on the request pool, so it is freed with the request and nothing outlives
  * it; h2o calls its destructor when the request is disposed (answered, reset, or the client is gone). That destructor
@@ -9,6 +14,7 @@
  */
 #include <errno.h>
 #include <pthread.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <time.h>
 #include "weir/common.h"
@@ -21,20 +27,24 @@
 typedef struct st_upload_handler_t {
     h2o_handler_t super;
     weir_upload_settings_t settings;
-    weir_gate_t gate;
+    weir_gate_t *gate;
     weir_metric_t *in_use, *capacity, *waiting; /* gauges read from the gate at scrape time */
     weir_metric_t *wait;                        /* histogram: time from arrival to a slot */
 } upload_handler_t;
 
 /* Per worker thread (the handler's context). */
 typedef struct st_upload_thread_t {
-    weir_gate_inbox_t *inbox;
+    weir_gate_thread_t *gate;
     weir_wheel_t *wheel;
+    uv_timer_t *queue_timer; /* due when the oldest waiter's queue-timeout ends; freed in its close callback */
+    h2o_linklist_t waiting;  /* jobs waiting for a slot, oldest first */
 } upload_thread_t;
 
 typedef struct st_upload_job_t {
     weir_gate_waiter_t waiter;
     weir_wheel_entry_t delay;
+    h2o_linklist_t waiting; /* in thread->waiting while the gate has not granted a slot */
+    uint64_t waiting_since; /* loop time */
     upload_handler_t *handler;
     upload_thread_t *thread;
     h2o_req_t *req; /* NULL once answered */
@@ -79,17 +89,54 @@ static uint64_t *thread_rng(void)
 static h2o_req_t *finish_job(upload_job_t *job)
 {
     h2o_req_t *req = job->req;
-    weir_gate_release(&job->handler->gate, &job->waiter);
+    weir_gate_release(job->handler->gate, &job->waiter);
     job->req = NULL;
     return req;
+}
+
+static void stop_waiting(upload_job_t *job)
+{
+    if (h2o_linklist_is_linked(&job->waiting)) {
+        h2o_linklist_unlink(&job->waiting);
+        if (h2o_linklist_is_empty(&job->thread->waiting))
+            uv_timer_stop(job->thread->queue_timer);
+    }
 }
 
 static void on_job_dispose(void *_job)
 {
     upload_job_t *job = _job;
-    /* Answered, or the client went away while queued or during its delay: both calls are no-ops when done already. */
-    weir_gate_release(&job->handler->gate, &job->waiter);
+    /* Answered, or the client went away while queued or during its delay: each call is a no-op when done already. */
+    weir_gate_release(job->handler->gate, &job->waiter);
     weir_wheel_cancel(job->thread->wheel, &job->delay);
+    stop_waiting(job);
+}
+
+/* Seconds after which the queue ahead should have drained at full speed: at least 1, at most the queue timeout. */
+static unsigned retry_after_s(upload_handler_t *self)
+{
+    const weir_upload_settings_t *s = &self->settings;
+    weir_gate_stats_t st;
+
+    weir_gate_stats(self->gate, &st);
+    uint64_t ms = (uint64_t)st.waiting * (((uint64_t)s->delay_min_ms + s->delay_max_ms) / 2) / s->concurrency;
+    if (ms > s->queue_timeout_ms)
+        ms = s->queue_timeout_ms;
+    return ms <= 1000 ? 1 : (unsigned)((ms + 999) / 1000);
+}
+
+static const char *gate_failure(int status)
+{
+    switch (status) {
+    case -EBUSY:
+        return "too many uploads waiting for a slot";
+    case -ETIMEDOUT:
+        return "the upload gate did not answer in time";
+    case -EPROTO:
+        return "the upload gate failed";
+    default:
+        return "the upload gate is unavailable";
+    }
 }
 
 static void on_delay_done(weir_wheel_entry_t *delay)
@@ -106,9 +153,18 @@ static void start_delay(upload_job_t *job)
     weir_wheel_add(job->thread->wheel, &job->delay, delay, on_delay_done);
 }
 
-static void on_granted(weir_gate_waiter_t *waiter)
+static void on_granted(weir_gate_waiter_t *waiter, int status)
 {
     upload_job_t *job = H2O_STRUCT_FROM_MEMBER(upload_job_t, waiter, waiter);
+    stop_waiting(job);
+    if (status != 0) {
+        /* The gate gave up on the waiter, or took a held slot back (its lease could not be renewed): it is idle. */
+        h2o_req_t *req = job->req;
+        weir_wheel_cancel(job->thread->wheel, &job->delay);
+        job->req = NULL;
+        weir_respond_unavailable(req, 1, gate_failure(status));
+        return;
+    }
     if (weir_http1_peer_gone(job->req)) {
         /* Give the slot to the next in line now; the answer only lets h2o find out and close the connection. */
         h2o_req_t *req = finish_job(job);
@@ -117,6 +173,46 @@ static void on_granted(weir_gate_waiter_t *waiter)
         return;
     }
     start_delay(job);
+}
+
+static void arm_queue_timer(upload_thread_t *thread, uint32_t timeout_ms);
+
+/* Answers the waiters whose queue-timeout has passed, oldest first, and arms the timer for the next one. */
+static void on_queue_timer(uv_timer_t *timer)
+{
+    upload_thread_t *thread = timer->data;
+    uint64_t now = uv_now(timer->loop);
+
+    while (!h2o_linklist_is_empty(&thread->waiting)) {
+        upload_job_t *job = H2O_STRUCT_FROM_MEMBER(upload_job_t, waiting, thread->waiting.next);
+        upload_handler_t *self = job->handler;
+        uint32_t timeout = self->settings.queue_timeout_ms;
+        if (job->waiting_since + timeout > now) {
+            arm_queue_timer(thread, (uint32_t)(job->waiting_since + timeout - now));
+            return;
+        }
+        char msg[96];
+        snprintf(msg, sizeof(msg), "no upload slot within %u ms (upload.queue-timeout)", (unsigned)timeout);
+        h2o_req_t *req = finish_job(job); /* gives its place back */
+        stop_waiting(job);
+        weir_respond_unavailable(req, retry_after_s(self), msg);
+    }
+}
+
+static void arm_queue_timer(upload_thread_t *thread, uint32_t timeout_ms)
+{
+    uv_timer_start(thread->queue_timer, on_queue_timer, timeout_ms, 0);
+}
+
+static void start_waiting(upload_job_t *job)
+{
+    upload_thread_t *thread = job->thread;
+    int was_empty = h2o_linklist_is_empty(&thread->waiting);
+
+    job->waiting_since = uv_now(thread->queue_timer->loop);
+    h2o_linklist_insert(&thread->waiting, &job->waiting);
+    if (was_empty)
+        arm_queue_timer(thread, job->handler->settings.queue_timeout_ms);
 }
 
 static int on_req(h2o_handler_t *_self, h2o_req_t *req)
@@ -138,8 +234,20 @@ static int on_req(h2o_handler_t *_self, h2o_req_t *req)
                           .req = req,
                           .arrived_ns = uv_hrtime()};
 
-    if (weir_gate_acquire(&self->gate, job->thread->inbox, &job->waiter, on_granted))
+    switch (weir_gate_acquire(self->gate, job->thread->gate, &job->waiter, on_granted)) {
+    case WEIR_GATE_NOW:
         start_delay(job);
+        break;
+    case WEIR_GATE_PENDING:
+        start_waiting(job);
+        break;
+    case -EBUSY:
+        weir_respond_unavailable(req, retry_after_s(self), "too many uploads waiting for a slot (upload.max-queue)");
+        break;
+    default:
+        weir_respond_unavailable(req, 1, "the upload gate is unavailable");
+        break;
+    }
     return 0;
 }
 
@@ -147,8 +255,13 @@ static void on_context_init(h2o_handler_t *_self, h2o_context_t *ctx)
 {
     upload_handler_t *self = (void *)_self;
     upload_thread_t *thread = weir_malloc(sizeof(*thread));
-    thread->inbox = weir_gate_inbox_create(&self->gate, ctx->loop);
+    if (weir_gate_thread_start(self->gate, ctx->loop, &thread->gate) != 0)
+        h2o_fatal("upload: cannot start the gate on a worker thread");
     thread->wheel = weir_wheel_create(ctx->loop, self->settings.delay_max_ms);
+    thread->queue_timer = weir_malloc(sizeof(*thread->queue_timer));
+    uv_timer_init(ctx->loop, thread->queue_timer);
+    thread->queue_timer->data = thread;
+    h2o_linklist_init_anchor(&thread->waiting);
     h2o_context_set_handler_context(ctx, &self->super, thread);
 }
 
@@ -156,69 +269,88 @@ static void on_context_dispose(h2o_handler_t *_self, h2o_context_t *ctx)
 {
     upload_handler_t *self = (void *)_self;
     upload_thread_t *thread = h2o_context_get_handler_context(ctx, &self->super);
-    weir_gate_inbox_destroy(thread->inbox);
+    weir_gate_thread_stop(self->gate, thread->gate);
     weir_wheel_destroy(thread->wheel);
+    uv_close((uv_handle_t *)thread->queue_timer, (uv_close_cb)free);
     free(thread);
 }
 
-/* The gate's state, read at scrape time under its mutex. */
-static double gate_read(weir_gate_t *gate, const size_t *field)
+/* The gate's state, read at scrape time (weir_gate_stats may be called from any thread). */
+static double read_in_use(void *gate)
 {
-    pthread_mutex_lock(&gate->mutex);
-    size_t v = *field;
-    pthread_mutex_unlock(&gate->mutex);
-    return (double)v;
+    weir_gate_stats_t st;
+    weir_gate_stats(gate, &st);
+    return (double)st.in_use;
 }
 
-static double read_in_use(void *_gate)
+static double read_capacity(void *gate)
 {
-    weir_gate_t *gate = _gate;
-    return gate_read(gate, &gate->in_use);
+    weir_gate_stats_t st;
+    weir_gate_stats(gate, &st);
+    return (double)st.slots;
 }
 
-static double read_capacity(void *_gate)
+static double read_waiting(void *gate)
 {
-    weir_gate_t *gate = _gate;
-    return gate_read(gate, &gate->slots);
-}
-
-static double read_waiting(void *_gate)
-{
-    weir_gate_t *gate = _gate;
-    return gate_read(gate, &gate->queued);
+    weir_gate_stats_t st;
+    weir_gate_stats(gate, &st);
+    return (double)st.waiting;
 }
 
 static void on_dispose(h2o_handler_t *_self)
 {
     upload_handler_t *self = (void *)_self;
-    weir_metrics_remove_callback(self->in_use, read_in_use, &self->gate);
-    weir_metrics_remove_callback(self->capacity, read_capacity, &self->gate);
-    weir_metrics_remove_callback(self->waiting, read_waiting, &self->gate);
-    weir_gate_dispose(&self->gate);
+    weir_metrics_remove_callback(self->in_use, read_in_use, self->gate);
+    weir_metrics_remove_callback(self->capacity, read_capacity, self->gate);
+    weir_metrics_remove_callback(self->waiting, read_waiting, self->gate);
+    weir_gate_destroy(self->gate);
 }
 
 int weir_upload_register(h2o_pathconf_t *pathconf, const weir_upload_settings_t *s)
 {
-    if (s->concurrency == 0 || s->delay_min_ms > s->delay_max_ms)
+    weir_gate_t *gate;
+    int ret;
+
+    if (s->concurrency == 0 || s->delay_min_ms > s->delay_max_ms || s->max_queue == 0 || s->queue_timeout_ms == 0)
         return -EINVAL;
+    if (s->gate == WEIR_UPLOAD_GATE_REDIS) {
+        if (s->redis_lease_ms < weir_upload_min_lease_ms(s->delay_max_ms) || s->redis_timeout_ms == 0 ||
+            (uint64_t)s->redis_timeout_ms * 2 > s->redis_lease_ms)
+            return -EINVAL;
+        weir_gate_redis_options_t opts = {.url = s->redis_url != NULL ? s->redis_url : WEIR_UPLOAD_DEFAULT_REDIS_URL,
+                                          .name = s->redis_name != NULL ? s->redis_name : WEIR_UPLOAD_DEFAULT_REDIS_NAME,
+                                          .slots = s->concurrency,
+                                          .max_queue = s->max_queue,
+                                          .lease_ms = s->redis_lease_ms,
+                                          .timeout_ms = s->redis_timeout_ms,
+                                          .on_failure = s->on_failure,
+                                          .path = pathconf->path.base};
+        if ((ret = weir_gate_redis_create(&opts, &gate)) != 0)
+            return ret;
+    } else {
+        gate = weir_gate_local_create(s->concurrency, s->max_queue);
+    }
     upload_handler_t *self = (void *)h2o_create_handler(pathconf, sizeof(*self));
     self->super.on_req = on_req;
     self->super.on_context_init = on_context_init;
     self->super.on_context_dispose = on_context_dispose;
     self->super.dispose = on_dispose;
     self->settings = *s;
-    weir_gate_init(&self->gate, s->concurrency);
+    self->gate = gate;
 
     weir_metrics_t *reg = weir_metrics_default();
     const char *path = pathconf->path.base != NULL ? pathconf->path.base : "";
-    self->in_use = weir_metrics_gauge(reg, "weir_upload_slots_in_use", "Upload slots held now", "path", path);
-    self->capacity = weir_metrics_gauge(reg, "weir_upload_slots_capacity", "Upload slots (upload.concurrency)", "path", path);
-    self->waiting = weir_metrics_gauge(reg, "weir_upload_queue_length", "Uploads waiting for a slot", "path", path);
+    self->in_use = weir_metrics_gauge(reg, "weir_upload_slots_in_use", "Upload slots held by this process now", "path", path);
+    self->capacity = weir_metrics_gauge(reg, "weir_upload_slots_capacity",
+                                        "Upload slots (upload.concurrency; for a Redis gate, "
+                                        "shared by every instance)",
+                                        "path", path);
+    self->waiting = weir_metrics_gauge(reg, "weir_upload_queue_length", "Uploads of this process waiting for a slot", "path", path);
     self->wait = weir_metrics_histogram(reg, "weir_upload_wait_seconds",
                                         "Time from an upload's arrival to its slot, for the uploads that got one",
                                         &weir_metrics_seconds_buckets, "path", path);
-    weir_metrics_add_callback(self->in_use, read_in_use, &self->gate);
-    weir_metrics_add_callback(self->capacity, read_capacity, &self->gate);
-    weir_metrics_add_callback(self->waiting, read_waiting, &self->gate);
+    weir_metrics_add_callback(self->in_use, read_in_use, gate);
+    weir_metrics_add_callback(self->capacity, read_capacity, gate);
+    weir_metrics_add_callback(self->waiting, read_waiting, gate);
     return 0;
 }

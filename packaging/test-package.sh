@@ -230,7 +230,8 @@ test_in_chroot() {
     files=$(in_chroot "$root" dpkg -L weir)
     for f in /usr/bin/weir /etc/weir/server.yaml /lib/systemd/system/weir.service /usr/share/man/man8/weir.8.gz \
         /usr/share/doc/weir/copyright /usr/share/doc/weir/changelog.gz /usr/share/doc/weir/examples/server-tls.yaml \
-        /usr/share/doc/weir/examples/server-redis.yaml /etc/logrotate.d/weir; do
+        /usr/share/doc/weir/examples/server-redis.yaml /usr/share/doc/weir/examples/server-cluster.yaml \
+        /etc/logrotate.d/weir; do
         check "ships $f" grep -qx "$f" <<<"$files"
     done
     check "/etc/weir/server.yaml is a conffile" \
@@ -242,6 +243,8 @@ test_in_chroot() {
     if [ "$has_cache" = 1 ]; then
         check "examples/server-redis.yaml passes weir -t" \
             in_chroot "$root" weir -t -c /usr/share/doc/weir/examples/server-redis.yaml
+        check "examples/server-cluster.yaml passes weir -t" \
+            in_chroot "$root" weir -t -c /usr/share/doc/weir/examples/server-cluster.yaml
     fi
 
     # A local change to the conffile: the kernel picks the port, and a marker shows that the change survives.

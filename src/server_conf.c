@@ -2,11 +2,9 @@
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
-#include <openssl/err.h>
-#include <openssl/pem.h>
-#include <openssl/ssl.h>
 #include "weir/common.h"
 #include "weir/server.h"
+#include "weir/tls.h"
 
 #define DEFAULT_TIMEOUT_MS 10000
 #define DEFAULT_HTTP1_REQUEST_TIMEOUT_MS 60000
@@ -49,59 +47,18 @@ static void unknown_key(const weir_conf_pair_t *pair, weir_conf_errors_t *errs)
     weir_conf_error(errs, pair->key, "unknown key \"%s\"", pair->key->data.scalar.str);
 }
 
-/* The reason of the first error in OpenSSL's queue (the root cause), which is then cleared. */
-static const char *ssl_reason(char *buf, size_t size)
-{
-    unsigned long e = ERR_peek_error();
-    const char *reason = e != 0 ? ERR_reason_error_string(e) : NULL;
-
-    if (reason != NULL)
-        snprintf(buf, size, "%s", reason);
-    else if (e != 0)
-        ERR_error_string_n(e, buf, size);
-    else
-        snprintf(buf, size, "unknown error");
-    ERR_clear_error();
-    return buf;
-}
-
-/* Refuses to prompt for a passphrase: an encrypted key fails to load instead of blocking on the terminal. */
-static int no_passphrase(char *buf, int size, int rwflag, void *u)
-{
-    return 0;
-}
-
-/* Loads the certificate chain and the key into a throw-away context, so that a bad file is reported with its place in
- * the config at startup rather than as a failure of a worker thread. */
+/* Loads the certificate chain and the key as the server will, so that a bad file is reported with its place in the
+ * config at startup (and on reload) rather than as a failure of the running server. */
 static void check_ssl_files(const weir_conf_node_t *cert_node, const char *cert_file, const weir_conf_node_t *key_node,
                             const char *key_file, weir_conf_errors_t *errs)
 {
-    char reason[256];
-    SSL_CTX *ctx = NULL;
-    BIO *bio = NULL;
-    EVP_PKEY *pkey = NULL;
-    int cert_ok;
+    weir_tls_errors_t tls;
+    SSL_CTX *ctx = weir_tls_create_server_ctx(cert_file, key_file, &tls);
 
-    ERR_clear_error();
-    if ((ctx = SSL_CTX_new(TLS_server_method())) == NULL) {
-        weir_conf_error(errs, cert_node, "cannot create a TLS context: %s", ssl_reason(reason, sizeof(reason)));
-        goto Exit;
-    }
-    if (!(cert_ok = SSL_CTX_use_certificate_chain_file(ctx, cert_file)))
-        weir_conf_error(errs, cert_node, "cannot load certificate \"%s\": %s", cert_file, ssl_reason(reason, sizeof(reason)));
-    if ((bio = BIO_new_file(key_file, "r")) == NULL || (pkey = PEM_read_bio_PrivateKey(bio, NULL, no_passphrase, NULL)) == NULL) {
-        weir_conf_error(errs, key_node, "cannot load private key \"%s\": %s", key_file, ssl_reason(reason, sizeof(reason)));
-        goto Exit;
-    }
-    if (cert_ok && (!SSL_CTX_use_PrivateKey(ctx, pkey) || !SSL_CTX_check_private_key(ctx))) {
-        ERR_clear_error();
-        weir_conf_error(errs, key_node, "private key \"%s\" does not match certificate \"%s\"", key_file, cert_file);
-    }
-
-Exit:
-    ERR_clear_error();
-    EVP_PKEY_free(pkey);
-    BIO_free(bio);
+    if (tls.certificate[0] != '\0')
+        weir_conf_error(errs, cert_node, "%s", tls.certificate);
+    if (tls.key[0] != '\0')
+        weir_conf_error(errs, key_node, "%s", tls.key);
     SSL_CTX_free(ctx);
 }
 
@@ -359,6 +316,12 @@ int weir_server_conf_parse(weir_server_conf_t *conf, const weir_conf_node_t *roo
         } else if (strcmp(key, "max-connections") == 0) {
             if (weir_conf_to_int64(value, 1, MAX_CONNECTIONS, &v, errs) == 0)
                 conf->max_connections = (uint64_t)v;
+        } else if (strcmp(key, "control-socket") == 0) {
+            char *path;
+            if (weir_conf_to_path(value, 0, &path, errs) == 0) {
+                free(conf->control_socket);
+                conf->control_socket = path;
+            }
         } else if (strcmp(key, "limit-response-memory") == 0) {
             weir_conf_to_size(value, 1, UINT64_C(1) << 40, &conf->limit_response_memory, errs);
         } else if (strcmp(key, "hosts") == 0) {
@@ -410,5 +373,6 @@ void weir_server_conf_dispose(weir_server_conf_t *conf)
     }
     free(conf->hosts);
     free(conf->access_log);
+    free(conf->control_socket);
     memset(conf, 0, sizeof(*conf));
 }

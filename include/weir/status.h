@@ -5,7 +5,8 @@
  * - `status.metrics: ON`: `GET` answers the default metrics registry (metrics.h) in the Prometheus text exposition
  *   format 0.0.4 (`Content-Type: text/plain; version=0.0.4`).
  * - `status.live: ON`: `GET` answers `200 {"status": "ok"}` while the process answers at all.
- * - `status.ready: ON`: `GET` answers `503 {"status": "draining"}` once the server is shutting down,
+ * - `status.ready: ON`: `GET` answers `503 {"status": "draining"}` once the process is shutting down
+ *   (weir_server_draining; a reload, whose old generation drains, does not count),
  *   `503 {"status": "unavailable", "checks": [...]}` while a dependency of the readiness registry (health.h) is down,
  *   and `200 {"status": "ready", "checks": [...]}` otherwise; each check is `{"name": ..., "up": true|false,
  *   "threads_up": N, "threads": M}`.

@@ -9,8 +9,8 @@
  * delays stay in their slot for more turns of the wheel and are checked against their due time.
  *
  * Entries fire never before their due time, on the loop's clock (uv_now) as uv timers do, and in the order of their
- * due times (entries due at the same millisecond in the order they were added; after the loop stalled for longer than
- * the wheel's span, slot by slot). A zero delay fires the next time the loop runs its timers.
+ * due times (entries due at the same millisecond in the order they were added), also after the loop stalled for
+ * longer than the wheel's span. A zero delay fires the next time the loop runs its timers.
  * All calls must be made on the loop's thread.
  */
 #ifndef WEIR_WHEEL_H
