@@ -7,7 +7,8 @@
  * - `status.live: ON`: `GET` answers `200 {"status": "ok"}` while the process answers at all.
  * - `status.ready: ON`: `GET` answers `503 {"status": "draining"}` once the process is shutting down
  *   (weir_server_draining; a reload, whose old generation drains, does not count),
- *   `503 {"status": "unavailable", "checks": [...]}` while a dependency of the readiness registry (health.h) is down,
+ *   `503 {"status": "unavailable", "checks": [...]}` while a dependency of the readiness registry (health.h) is down
+ *   (every Redis command client registers one: the cache's, the gate's),
  *   and `200 {"status": "ready", "checks": [...]}` otherwise; each check is `{"name": ..., "up": true|false,
  *   "threads_up": N, "threads": M}`.
  * A path serves exactly one of them; `HEAD` answers the same without the body, other methods get 405.
