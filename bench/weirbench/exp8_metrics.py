@@ -130,7 +130,7 @@ EXPERIMENT = Experiment(
     about="/cache over h2c with status.metrics mounted and scraped against without",
     files={CSV: HEADER},
     params={
-        "full": dict(exp8_n=1000000, exp8_reps=5),
-        "quick": dict(exp8_n=300000, exp8_reps=3),
+        "full": dict(exp8_n=3000000, exp8_reps=5),
+        "quick": dict(exp8_n=1000000, exp8_reps=3),
     },
     run=run, summarise=summarise)
