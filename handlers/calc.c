@@ -11,13 +11,22 @@
 #include "weir/common.h"
 #include "weir/metrics.h"
 #include "weir/respond.h"
+#include "weir/shared.h"
 #include "weir/workpool.h"
 
 /* nice value of the pool threads that run sums: a saturated /calc leaves the worker loops the CPU they need */
 #define CALC_NICE 10
 
+/* The threads of a path and the inbox of each loop, shared by the handlers of every configuration generation with the
+ * same thread count (a reload keeps them). */
+typedef struct st_shared_pool_t {
+    weir_workpool_t *pool;
+    weir_per_loop_t inboxes;
+} shared_pool_t;
+
 typedef struct st_calc_handler_t {
     h2o_handler_t super;
+    shared_pool_t *shared;
     weir_calc_settings_t settings;
     weir_workpool_t *pool;
     weir_metric_t *queued;   /* gauge: sums submitted and not done */
@@ -32,7 +41,8 @@ typedef struct st_calc_job_t {
     uint64_t n;
     unsigned __int128 result;
     uint64_t ns; /* time the sum took */
-    calc_handler_t *handler;
+    /* the path's series (they live as long as the process: a job may outlive its handler's generation) */
+    const weir_metric_t *queued, *duration;
 } calc_job_t;
 
 unsigned __int128 weir_calc_sum_squares(uint64_t n, const int *cancel)
@@ -85,9 +95,9 @@ static void on_work_done(weir_work_t *work)
     calc_job_t *job = (calc_job_t *)work;
     h2o_req_t *req = job->req;
 
-    weir_metric_gauge_add(job->handler->queued, -1);
+    weir_metric_gauge_add(job->queued, -1);
     if (req != NULL) {
-        weir_metric_observe(job->handler->duration, job->ns);
+        weir_metric_observe(job->duration, job->ns);
         *job->guard = NULL;
         char body[64];
         size_t len = (size_t)snprintf(body, sizeof(body), "{\"result\": ");
@@ -107,7 +117,7 @@ static void on_guard_dispose(void *_guard)
      * a few microseconds), and its done callback only frees the job. */
     job->req = NULL;
     if (weir_workpool_cancel(&job->work)) {
-        weir_metric_gauge_add(job->handler->queued, -1);
+        weir_metric_gauge_add(job->queued, -1);
         free(job);
     } else
         __atomic_store_n(&job->cancelled, 1, __ATOMIC_RELAXED);
@@ -161,7 +171,8 @@ static int on_req(h2o_handler_t *_self, h2o_req_t *req)
     calc_job_t *job = weir_calloc(1, sizeof(*job));
     job->n = n;
     job->req = req;
-    job->handler = self;
+    job->queued = self->queued;
+    job->duration = self->duration;
     if (weir_workpool_submit(inbox, &job->work, on_work, on_work_done) != 0) {
         free(job);
         weir_respond_error(req, 503, "Service Unavailable", "the calculation pool is not available");
@@ -173,10 +184,24 @@ static int on_req(h2o_handler_t *_self, h2o_req_t *req)
     return 0;
 }
 
+static int create_inbox(void *arg, uv_loop_t *loop, void **value)
+{
+    shared_pool_t *sp = arg;
+    return (*value = weir_workpool_inbox_create(sp->pool, loop)) != NULL ? 0 : -EMFILE;
+}
+
+static void destroy_inbox(void *arg, void *inbox)
+{
+    weir_workpool_inbox_destroy(inbox);
+}
+
 static void on_context_init(h2o_handler_t *_self, h2o_context_t *ctx)
 {
     calc_handler_t *self = (void *)_self;
-    h2o_context_set_handler_context(ctx, &self->super, weir_workpool_inbox_create(self->pool, ctx->loop));
+    void *inbox = NULL;
+    if (weir_per_loop_acquire(&self->shared->inboxes, ctx->loop, create_inbox, self->shared, &inbox) != 0)
+        inbox = NULL;
+    h2o_context_set_handler_context(ctx, &self->super, inbox);
 }
 
 static void on_context_dispose(h2o_handler_t *_self, h2o_context_t *ctx)
@@ -184,13 +209,29 @@ static void on_context_dispose(h2o_handler_t *_self, h2o_context_t *ctx)
     calc_handler_t *self = (void *)_self;
     weir_workpool_inbox_t *inbox = h2o_context_get_handler_context(ctx, &self->super);
     if (inbox != NULL)
-        weir_workpool_inbox_destroy(inbox);
+        weir_per_loop_release(&self->shared->inboxes, ctx->loop, destroy_inbox, self->shared);
 }
 
 static void on_dispose(h2o_handler_t *_self)
 {
     calc_handler_t *self = (void *)_self;
-    weir_workpool_destroy(self->pool);
+    weir_shared_release(self->shared);
+}
+
+static void *create_pool(void *threads)
+{
+    shared_pool_t *sp = weir_calloc(1, sizeof(*sp));
+    sp->pool = weir_workpool_create(*(unsigned *)threads, CALC_NICE);
+    weir_per_loop_init(&sp->inboxes);
+    return sp;
+}
+
+static void destroy_pool(void *_sp)
+{
+    shared_pool_t *sp = _sp;
+    weir_per_loop_dispose(&sp->inboxes);
+    weir_workpool_destroy(sp->pool);
+    free(sp);
 }
 
 int weir_calc_register(h2o_pathconf_t *pathconf, const weir_calc_settings_t *s)
@@ -208,7 +249,13 @@ int weir_calc_register(h2o_pathconf_t *pathconf, const weir_calc_settings_t *s)
     self->super.on_context_dispose = on_context_dispose;
     self->super.dispose = on_dispose;
     self->settings = *s;
-    self->pool = weir_workpool_create(threads, CALC_NICE);
+    /* A reload keeps the threads of a path whose thread count did not change. */
+    char what[64], key[1024];
+    int created;
+    snprintf(what, sizeof(what), "calc.pool|%u", threads);
+    self->shared =
+        weir_shared_acquire(weir_shared_path_key(pathconf, what, key, sizeof(key)), create_pool, &threads, destroy_pool, &created);
+    self->pool = self->shared->pool;
     const char *path = pathconf->path.base != NULL ? pathconf->path.base : "";
     self->queued = weir_metrics_gauge(weir_metrics_default(), "weir_calc_jobs_queued",
                                       "Sums submitted to the /calc work pool and not finished (waiting for a thread or running)",

@@ -21,15 +21,26 @@
 #include "weir/gate.h"
 #include "weir/metrics.h"
 #include "weir/respond.h"
+#include "weir/shared.h"
 #include "weir/upload.h"
 #include "weir/wheel.h"
+
+/* The gate of a path, shared by the handlers of every configuration generation whose gate settings are the same (a
+ * reload keeps it: slots held under the old configuration count against the new limit). */
+typedef struct st_shared_gate_t {
+    weir_gate_t *gate;
+    weir_per_loop_t threads; /* the gate's thread state of each loop, shared by the contexts of that loop */
+    h2o_linklist_t limits;   /* the handlers using it, oldest first: the newest one's limits apply (main thread) */
+    weir_metric_t *in_use, *capacity, *waiting; /* gauges read from the gate at scrape time, while it lives */
+    weir_metric_t *wait;                        /* histogram: time from arrival to a slot */
+} shared_gate_t;
 
 typedef struct st_upload_handler_t {
     h2o_handler_t super;
     weir_upload_settings_t settings;
+    shared_gate_t *shared;
     weir_gate_t *gate;
-    weir_metric_t *in_use, *capacity, *waiting; /* gauges read from the gate at scrape time */
-    weir_metric_t *wait;                        /* histogram: time from arrival to a slot */
+    h2o_linklist_t limits_link; /* in shared->limits */
 } upload_handler_t;
 
 /* Per worker thread (the handler's context). */
@@ -148,7 +159,7 @@ static void on_delay_done(weir_wheel_entry_t *delay)
 static void start_delay(upload_job_t *job)
 {
     const weir_upload_settings_t *s = &job->handler->settings;
-    weir_metric_observe(job->handler->wait, uv_hrtime() - job->arrived_ns);
+    weir_metric_observe(job->handler->shared->wait, uv_hrtime() - job->arrived_ns);
     uint32_t delay = weir_upload_draw_delay(thread_rng(), s->delay_min_ms, s->delay_max_ms);
     weir_wheel_add(job->thread->wheel, &job->delay, delay, on_delay_done);
 }
@@ -251,12 +262,26 @@ static int on_req(h2o_handler_t *_self, h2o_req_t *req)
     return 0;
 }
 
+static int start_gate_thread(void *arg, uv_loop_t *loop, void **value)
+{
+    shared_gate_t *sg = arg;
+    return weir_gate_thread_start(sg->gate, loop, (weir_gate_thread_t **)value);
+}
+
+static void stop_gate_thread(void *arg, void *value)
+{
+    shared_gate_t *sg = arg;
+    weir_gate_thread_stop(sg->gate, value);
+}
+
 static void on_context_init(h2o_handler_t *_self, h2o_context_t *ctx)
 {
     upload_handler_t *self = (void *)_self;
     upload_thread_t *thread = weir_malloc(sizeof(*thread));
-    if (weir_gate_thread_start(self->gate, ctx->loop, &thread->gate) != 0)
+    void *gate_thread;
+    if (weir_per_loop_acquire(&self->shared->threads, ctx->loop, start_gate_thread, self->shared, &gate_thread) != 0)
         h2o_fatal("upload: cannot start the gate on a worker thread");
+    thread->gate = gate_thread;
     thread->wheel = weir_wheel_create(ctx->loop, self->settings.delay_max_ms);
     thread->queue_timer = weir_malloc(sizeof(*thread->queue_timer));
     uv_timer_init(ctx->loop, thread->queue_timer);
@@ -269,11 +294,34 @@ static void on_context_dispose(h2o_handler_t *_self, h2o_context_t *ctx)
 {
     upload_handler_t *self = (void *)_self;
     upload_thread_t *thread = h2o_context_get_handler_context(ctx, &self->super);
-    weir_gate_thread_stop(self->gate, thread->gate);
+    weir_per_loop_release(&self->shared->threads, ctx->loop, stop_gate_thread, self->shared);
     weir_wheel_destroy(thread->wheel);
     uv_close((uv_handle_t *)thread->queue_timer, (uv_close_cb)free);
     free(thread);
 }
+
+static void apply_newest_limits(shared_gate_t *sg)
+{
+    if (h2o_linklist_is_empty(&sg->limits))
+        return;
+    upload_handler_t *newest = H2O_STRUCT_FROM_MEMBER(upload_handler_t, limits_link, sg->limits.prev);
+    weir_gate_set_limits(sg->gate, newest->settings.concurrency, newest->settings.max_queue);
+}
+
+static void on_dispose(h2o_handler_t *_self)
+{
+    upload_handler_t *self = (void *)_self;
+    /* A generation that goes (replaced, or one that failed to set up) gives the limits back to the newest one left. */
+    h2o_linklist_unlink(&self->limits_link);
+    apply_newest_limits(self->shared);
+    weir_shared_release(self->shared);
+}
+
+typedef struct st_create_args_t {
+    const weir_upload_settings_t *settings;
+    const char *path; /* for the metrics' labels */
+    int ret;
+} create_args_t;
 
 /* The gate's state, read at scrape time (weir_gate_stats may be called from any thread). */
 static double read_in_use(void *gate)
@@ -297,26 +345,29 @@ static double read_waiting(void *gate)
     return (double)st.waiting;
 }
 
-static void on_dispose(h2o_handler_t *_self)
+static void init_metrics(shared_gate_t *sg, const char *path)
 {
-    upload_handler_t *self = (void *)_self;
-    weir_metrics_remove_callback(self->in_use, read_in_use, self->gate);
-    weir_metrics_remove_callback(self->capacity, read_capacity, self->gate);
-    weir_metrics_remove_callback(self->waiting, read_waiting, self->gate);
-    weir_gate_destroy(self->gate);
+    weir_metrics_t *reg = weir_metrics_default();
+    sg->in_use = weir_metrics_gauge(reg, "weir_upload_slots_in_use", "Upload slots held by this process now", "path", path);
+    sg->capacity =
+        weir_metrics_gauge(reg, "weir_upload_slots_capacity",
+                           "Upload slots (upload.concurrency; for a Redis gate, shared by every instance)", "path", path);
+    sg->waiting = weir_metrics_gauge(reg, "weir_upload_queue_length", "Uploads of this process waiting for a slot", "path", path);
+    sg->wait = weir_metrics_histogram(reg, "weir_upload_wait_seconds",
+                                      "Time from an upload's arrival to its slot, for the uploads that got one",
+                                      &weir_metrics_seconds_buckets, "path", path);
+    weir_metrics_add_callback(sg->in_use, read_in_use, sg->gate);
+    weir_metrics_add_callback(sg->capacity, read_capacity, sg->gate);
+    weir_metrics_add_callback(sg->waiting, read_waiting, sg->gate);
 }
 
-int weir_upload_register(h2o_pathconf_t *pathconf, const weir_upload_settings_t *s)
+static void *create_shared_gate(void *_args)
 {
+    create_args_t *args = _args;
+    const weir_upload_settings_t *s = args->settings;
     weir_gate_t *gate;
-    int ret;
 
-    if (s->concurrency == 0 || s->delay_min_ms > s->delay_max_ms || s->max_queue == 0 || s->queue_timeout_ms == 0)
-        return -EINVAL;
     if (s->gate == WEIR_UPLOAD_GATE_REDIS) {
-        if (s->redis_lease_ms < weir_upload_min_lease_ms(s->delay_max_ms) || s->redis_timeout_ms == 0 ||
-            (uint64_t)s->redis_timeout_ms * 2 > s->redis_lease_ms)
-            return -EINVAL;
         weir_gate_redis_options_t opts = {.url = s->redis_url != NULL ? s->redis_url : WEIR_UPLOAD_DEFAULT_REDIS_URL,
                                           .name = s->redis_name != NULL ? s->redis_name : WEIR_UPLOAD_DEFAULT_REDIS_NAME,
                                           .slots = s->concurrency,
@@ -324,33 +375,64 @@ int weir_upload_register(h2o_pathconf_t *pathconf, const weir_upload_settings_t 
                                           .lease_ms = s->redis_lease_ms,
                                           .timeout_ms = s->redis_timeout_ms,
                                           .on_failure = s->on_failure,
-                                          .path = pathconf->path.base};
-        if ((ret = weir_gate_redis_create(&opts, &gate)) != 0)
-            return ret;
+                                          .path = args->path};
+        if ((args->ret = weir_gate_redis_create(&opts, &gate)) != 0)
+            return NULL;
     } else {
         gate = weir_gate_local_create(s->concurrency, s->max_queue);
     }
+    shared_gate_t *sg = weir_calloc(1, sizeof(*sg));
+    sg->gate = gate;
+    weir_per_loop_init(&sg->threads);
+    h2o_linklist_init_anchor(&sg->limits);
+    init_metrics(sg, args->path != NULL ? args->path : "");
+    return sg;
+}
+
+static void destroy_shared_gate(void *_sg)
+{
+    shared_gate_t *sg = _sg;
+    weir_metrics_remove_callback(sg->in_use, read_in_use, sg->gate);
+    weir_metrics_remove_callback(sg->capacity, read_capacity, sg->gate);
+    weir_metrics_remove_callback(sg->waiting, read_waiting, sg->gate);
+    weir_per_loop_dispose(&sg->threads);
+    weir_gate_destroy(sg->gate);
+    free(sg);
+}
+
+int weir_upload_register(h2o_pathconf_t *pathconf, const weir_upload_settings_t *s)
+{
+    char what[1024], key[1536];
+    int created;
+
+    if (s->concurrency == 0 || s->delay_min_ms > s->delay_max_ms || s->max_queue == 0 || s->queue_timeout_ms == 0)
+        return -EINVAL;
+    if (s->gate == WEIR_UPLOAD_GATE_REDIS) {
+        if (s->redis_lease_ms < weir_upload_min_lease_ms(s->delay_max_ms) || s->redis_timeout_ms == 0 ||
+            (uint64_t)s->redis_timeout_ms * 2 > s->redis_lease_ms)
+            return -EINVAL;
+        snprintf(what, sizeof(what), "upload.gate|redis|%s|%s|%u|%u|%d",
+                 s->redis_url != NULL ? s->redis_url : WEIR_UPLOAD_DEFAULT_REDIS_URL,
+                 s->redis_name != NULL ? s->redis_name : WEIR_UPLOAD_DEFAULT_REDIS_NAME, (unsigned)s->redis_lease_ms,
+                 (unsigned)s->redis_timeout_ms, (int)s->on_failure);
+    } else {
+        snprintf(what, sizeof(what), "upload.gate|local");
+    }
+    create_args_t args = {.settings = s, .path = pathconf->path.base};
+    shared_gate_t *sg = weir_shared_acquire(weir_shared_path_key(pathconf, what, key, sizeof(key)), create_shared_gate, &args,
+                                            destroy_shared_gate, &created);
+    if (sg == NULL)
+        return args.ret != 0 ? args.ret : -ENOMEM;
     upload_handler_t *self = (void *)h2o_create_handler(pathconf, sizeof(*self));
     self->super.on_req = on_req;
     self->super.on_context_init = on_context_init;
     self->super.on_context_dispose = on_context_dispose;
     self->super.dispose = on_dispose;
     self->settings = *s;
-    self->gate = gate;
-
-    weir_metrics_t *reg = weir_metrics_default();
-    const char *path = pathconf->path.base != NULL ? pathconf->path.base : "";
-    self->in_use = weir_metrics_gauge(reg, "weir_upload_slots_in_use", "Upload slots held by this process now", "path", path);
-    self->capacity = weir_metrics_gauge(reg, "weir_upload_slots_capacity",
-                                        "Upload slots (upload.concurrency; for a Redis gate, "
-                                        "shared by every instance)",
-                                        "path", path);
-    self->waiting = weir_metrics_gauge(reg, "weir_upload_queue_length", "Uploads of this process waiting for a slot", "path", path);
-    self->wait = weir_metrics_histogram(reg, "weir_upload_wait_seconds",
-                                        "Time from an upload's arrival to its slot, for the uploads that got one",
-                                        &weir_metrics_seconds_buckets, "path", path);
-    weir_metrics_add_callback(self->in_use, read_in_use, gate);
-    weir_metrics_add_callback(self->capacity, read_capacity, gate);
-    weir_metrics_add_callback(self->waiting, read_waiting, gate);
+    self->shared = sg;
+    self->gate = sg->gate;
+    h2o_linklist_insert(&sg->limits, &self->limits_link);
+    if (!created)
+        apply_newest_limits(sg);
     return 0;
 }

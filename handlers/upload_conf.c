@@ -67,17 +67,7 @@ static int parse_redis_key(weir_upload_settings_t *self, const char *key, const 
     int choice;
 
     if (strcmp(key, "upload.redis.url") == 0) {
-        weir_redis_target_t target;
-        char reason[160];
-        if (weir_conf_to_string(value, &str, errs) != 0)
-            return -1;
-        if (weir_redis_parse_url(str, &target, reason, sizeof(reason)) != 0) {
-            weir_conf_error(errs, value, "invalid Redis URL \"%s\": %s", str, reason);
-            return -1;
-        }
-        weir_redis_target_dispose(&target);
-        free(self->redis_url);
-        self->redis_url = weir_strdup(str);
+        return weir_redis_url_from_conf(value, &self->redis_url, errs);
     } else if (strcmp(key, "upload.redis.name") == 0) {
         if (weir_conf_to_string(value, &str, errs) != 0)
             return -1;

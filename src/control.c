@@ -115,6 +115,18 @@ int weir_control_start(uv_loop_t *loop, const char *path, weir_control_cb cb, vo
         weir_error("control socket \"%s\": the path is too long", path);
         return -ENAMETOOLONG;
     }
+    /* Its directory is made when missing (as systemd's RuntimeDirectory would), readable by its owner's group. */
+    char *dir = weir_strdup(path), *slash = strrchr(dir, '/');
+    if (slash != NULL && slash != dir) {
+        *slash = '\0';
+        if (mkdir(dir, 0750) != 0 && errno != EEXIST) {
+            int err = errno;
+            weir_error("control socket \"%s\": cannot make its directory: %s", path, strerror(err));
+            free(dir);
+            return -err;
+        }
+    }
+    free(dir);
     if (lstat(path, &st) == 0) {
         if (!S_ISSOCK(st.st_mode)) {
             weir_error("control socket \"%s\": a file that is not a socket is in the way", path);

@@ -113,7 +113,8 @@ static int acquire(weir_gate_t *_gate, weir_gate_thread_t *thread, weir_gate_wai
  * Returns the inbox to wake, if any. */
 static local_thread_t *pass_slot_on(local_gate_t *gate)
 {
-    if (h2o_linklist_is_empty(&gate->queue)) {
+    /* after a reload lowered the capacity, a released slot above it goes away */
+    if (h2o_linklist_is_empty(&gate->queue) || gate->in_use > gate->slots) {
         --gate->in_use;
         return NULL;
     }
@@ -155,6 +156,25 @@ static void release(weir_gate_t *_gate, weir_gate_waiter_t *waiter)
     pthread_mutex_unlock(&gate->mutex);
 }
 
+/* A new capacity: slots above the old one go to the queue's head at once; slots held above the new one go away as
+ * their holders release them. */
+static void set_limits(weir_gate_t *_gate, size_t slots, size_t max_queue)
+{
+    local_gate_t *gate = (local_gate_t *)_gate;
+
+    pthread_mutex_lock(&gate->mutex);
+    gate->slots = slots;
+    gate->max_queue = max_queue;
+    while (gate->in_use < gate->slots && !h2o_linklist_is_empty(&gate->queue)) {
+        ++gate->in_use;
+        if (gate->in_use > gate->max_in_use)
+            gate->max_in_use = gate->in_use;
+        local_thread_t *inbox = pass_slot_on(gate);
+        uv_async_send(&inbox->async);
+    }
+    pthread_mutex_unlock(&gate->mutex);
+}
+
 static void stats(weir_gate_t *_gate, weir_gate_stats_t *st)
 {
     local_gate_t *gate = (local_gate_t *)_gate;
@@ -184,6 +204,7 @@ static const weir_gate_vtable_t LOCAL_VTABLE = {
     .acquire = acquire,
     .release = release,
     .stats = stats,
+    .set_limits = set_limits,
     .destroy = destroy,
 };
 

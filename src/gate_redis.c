@@ -207,10 +207,9 @@ typedef struct st_redis_gate_t {
     weir_redis_script_t acquire, release, tick, leave;
     const weir_redis_script_t *scripts[4];
     char *name;
-    char slots_str[24];
     char lease_str[24];
-    size_t slots;
-    size_t max_queue;
+    size_t slots;     /* atomic: a reload may change it (set_limits) */
+    size_t max_queue; /* atomic: likewise */
     uint64_t lease_ms;
     uint64_t tick_ms;
     uint64_t margin_ms;
@@ -371,7 +370,9 @@ static void send_ticket_script(member_t *m, op_kind_t kind, uint64_t ticket)
     redis_gate_t *gate = m->gate;
     char t[TICKET_MAX];
     ticket_str(m, ticket, t);
-    const char *argv[5] = {gate->name, m->id, t, gate->slots_str, gate->lease_str};
+    char slots[24];
+    snprintf(slots, sizeof(slots), "%zu", __atomic_load_n(&gate->slots, __ATOMIC_RELAXED));
+    const char *argv[5] = {gate->name, m->id, t, slots, gate->lease_str};
     weir_redis_evalsha(m->client, kind == OP_ACQUIRE ? &gate->acquire : &gate->release, 0, kind == OP_ACQUIRE ? 5 : 4, argv, NULL,
                        0, on_reply, op_new(m, kind, ticket));
 }
@@ -507,9 +508,11 @@ static void send_tick(member_t *m)
     size_t argc = 6 + nheld + nforget;
     const char **argv = weir_malloc(argc * sizeof(*argv));
     char *buf = weir_malloc((nheld + nforget) * TICKET_MAX + 24), *p = buf;
+    char slots[24];
+    snprintf(slots, sizeof(slots), "%zu", __atomic_load_n(&gate->slots, __ATOMIC_RELAXED));
     argv[0] = gate->name;
     argv[1] = m->id;
-    argv[2] = gate->slots_str;
+    argv[2] = slots;
     argv[3] = gate->lease_str;
     argv[4] = m->epoch;
     argv[5] = p;
@@ -749,9 +752,11 @@ static void thread_stop(weir_gate_t *_gate, weir_gate_thread_t *thread)
         size_t n = m->num_forget < MAX_FORGET_PER_TICK ? m->num_forget : MAX_FORGET_PER_TICK;
         const char **argv = weir_malloc((3 + n) * sizeof(*argv));
         char *buf = weir_malloc(n * TICKET_MAX + 1), *p = buf;
+        char slots[24];
+        snprintf(slots, sizeof(slots), "%zu", __atomic_load_n(&gate->slots, __ATOMIC_RELAXED));
         argv[0] = gate->name;
         argv[1] = m->id;
-        argv[2] = gate->slots_str;
+        argv[2] = slots;
         for (size_t i = 0; i != n; ++i) {
             argv[3 + i] = p;
             p += ticket_str(m, m->forget[i], p) + 1;
@@ -781,7 +786,7 @@ static int acquire(weir_gate_t *_gate, weir_gate_thread_t *thread, weir_gate_wai
         weir_gate_stats(gate->fallback, &st);
         local_waiting = st.waiting;
     }
-    if (atomic_add(&gate->waiting, 1) + local_waiting > gate->max_queue) {
+    if (atomic_add(&gate->waiting, 1) + local_waiting > __atomic_load_n(&gate->max_queue, __ATOMIC_RELAXED)) {
         atomic_sub(&gate->waiting, 1);
         __atomic_add_fetch(&gate->refused, 1, __ATOMIC_RELAXED);
         return -EBUSY;
@@ -850,7 +855,7 @@ static void stats(weir_gate_t *_gate, weir_gate_stats_t *st)
     if (gate->fallback != NULL)
         weir_gate_stats(gate->fallback, &local);
     *st = (weir_gate_stats_t){
-        .slots = gate->slots,
+        .slots = __atomic_load_n(&gate->slots, __ATOMIC_RELAXED),
         .in_use = __atomic_load_n(&gate->in_use, __ATOMIC_RELAXED) + local.in_use,
         .max_in_use = __atomic_load_n(&gate->max_in_use, __ATOMIC_RELAXED),
         .waiting = __atomic_load_n(&gate->waiting, __ATOMIC_RELAXED) + local.waiting,
@@ -859,6 +864,17 @@ static void stats(weir_gate_t *_gate, weir_gate_stats_t *st)
     };
     if (local.max_in_use > st->max_in_use)
         st->max_in_use = local.max_in_use;
+}
+
+/* The capacity goes to Redis with every script call from now on. */
+static void set_limits(weir_gate_t *_gate, size_t slots, size_t max_queue)
+{
+    redis_gate_t *gate = (redis_gate_t *)_gate;
+
+    __atomic_store_n(&gate->slots, slots, __ATOMIC_RELAXED);
+    __atomic_store_n(&gate->max_queue, max_queue, __ATOMIC_RELAXED);
+    if (gate->fallback != NULL)
+        weir_gate_set_limits(gate->fallback, slots, SIZE_MAX);
 }
 
 static void destroy(weir_gate_t *_gate)
@@ -879,6 +895,7 @@ static const weir_gate_vtable_t REDIS_VTABLE = {
     .acquire = acquire,
     .release = release,
     .stats = stats,
+    .set_limits = set_limits,
     .destroy = destroy,
 };
 
@@ -936,7 +953,6 @@ int weir_gate_redis_create(const weir_gate_redis_options_t *opts, weir_gate_t **
     gate->tick_ms = opts->lease_ms / 4 < 1000 ? opts->lease_ms / 4 : 1000;
     gate->margin_ms = opts->lease_ms / 10;
     gate->on_failure = opts->on_failure;
-    snprintf(gate->slots_str, sizeof(gate->slots_str), "%zu", opts->slots);
     snprintf(gate->lease_str, sizeof(gate->lease_str), "%" PRIu64, opts->lease_ms);
     if (opts->on_failure == WEIR_GATE_FAIL_LOCAL)
         gate->fallback = weir_gate_local_create(opts->slots, SIZE_MAX);

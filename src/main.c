@@ -14,7 +14,7 @@
 
 static void usage(FILE *out)
 {
-    fprintf(out, "Usage: weir [-c FILE] [-t | -s reload | -s reopen]\n"
+    fprintf(out, "Usage: weir [-c FILE] [-l LEVEL] [-t | -s reload | -s reopen]\n"
                  "\n"
                  "A small, fast HTTP/1.1 and HTTP/2 server for /upload, /calc and /cache.\n"
                  "\n"
@@ -25,6 +25,7 @@ static void usage(FILE *out)
                  "                    reload its configuration or reopen its access log, and wait for its verdict:\n"
                  "                    0 when it took it, 1 when it refused it (errors printed), 2 when the file\n"
                  "                    has errors (nothing sent), 3 when the server cannot be reached\n"
+                 "  -l, --log-level L debug, info (default), warn or error: the least severe messages logged\n"
                  "  -v, --version     print the version and exit\n"
                  "  -h, --help        print this help and exit\n"
                  "\n"
@@ -36,7 +37,8 @@ static void usage(FILE *out)
 int main(int argc, char **argv)
 {
     static const struct option longopts[] = {{"conf", required_argument, NULL, 'c'},   {"test", no_argument, NULL, 't'},
-                                             {"signal", required_argument, NULL, 's'}, {"version", no_argument, NULL, 'v'},
+                                             {"signal", required_argument, NULL, 's'},
+                                             {"log-level", required_argument, NULL, 'l'}, {"version", no_argument, NULL, 'v'},
                                              {"help", no_argument, NULL, 'h'},         {NULL, 0, NULL, 0}};
     const char *config_file = DEFAULT_CONFIG;
     const char *command = NULL;
@@ -44,7 +46,7 @@ int main(int argc, char **argv)
     weir_server_conf_t conf;
     weir_conf_errors_t errs;
 
-    while ((opt = getopt_long(argc, argv, "c:ts:vh", longopts, NULL)) != -1) {
+    while ((opt = getopt_long(argc, argv, "c:ts:l:vh", longopts, NULL)) != -1) {
         switch (opt) {
         case 'c':
             config_file = optarg;
@@ -52,6 +54,17 @@ int main(int argc, char **argv)
         case 't':
             test_only = 1;
             break;
+        case 'l': {
+            static const char *const LEVELS[] = {"debug", "info", "warn", "error"};
+            size_t i = 0;
+            while (i != WEIR_ARRAY_SIZE(LEVELS) && strcmp(optarg, LEVELS[i]) != 0)
+                ++i;
+            if (i == WEIR_ARRAY_SIZE(LEVELS)) {
+                fprintf(stderr, "weir: --log-level takes debug, info, warn or error, not \"%s\"\n", optarg);
+                return 2;
+            }
+            weir_log_min_level = (weir_log_level_t)i;
+        } break;
         case 's':
             if (strcmp(optarg, "reload") != 0 && strcmp(optarg, "reopen") != 0) {
                 fprintf(stderr, "weir: -s takes reload or reopen, not \"%s\"\n", optarg);

@@ -6,25 +6,20 @@
 #include "weir/server.h"
 #include "weir/tls.h"
 
-#define DEFAULT_TIMEOUT_MS 10000
-#define DEFAULT_HTTP1_REQUEST_TIMEOUT_MS 60000
-#define DEFAULT_WRITE_TIMEOUT_MS 60000
-#define MAX_CONNECTIONS 10000000
-#define MAX_NUM_THREADS 1024
 
 void weir_server_conf_init(weir_server_conf_t *conf)
 {
     long ncpu = sysconf(_SC_NPROCESSORS_ONLN);
 
     memset(conf, 0, sizeof(*conf));
-    conf->num_threads = ncpu < 1 ? 1 : ncpu > MAX_NUM_THREADS ? MAX_NUM_THREADS : (unsigned)ncpu;
-    conf->limit_request_body = 10 * 1024 * 1024;
-    conf->graceful_shutdown_timeout_ms = DEFAULT_TIMEOUT_MS;
+    conf->num_threads = ncpu < 1 ? 1 : ncpu > WEIR_MAX_THREADS ? WEIR_MAX_THREADS : (unsigned)ncpu;
+    conf->limit_request_body = WEIR_DEFAULT_LIMIT_REQUEST_BODY;
+    conf->graceful_shutdown_timeout_ms = WEIR_DEFAULT_TIMEOUT_MS;
     /* 60 s, as nginx's client_header_timeout: load generators such as ab open a spare connection they never use, and
      * a shorter timeout closes it in the middle of a long run, which they count as a failed request. */
-    conf->http1_request_timeout_ms = DEFAULT_HTTP1_REQUEST_TIMEOUT_MS;
-    conf->http2_idle_timeout_ms = DEFAULT_TIMEOUT_MS;
-    conf->write_timeout_ms = DEFAULT_WRITE_TIMEOUT_MS;
+    conf->http1_request_timeout_ms = WEIR_DEFAULT_HTTP1_REQUEST_TIMEOUT_MS;
+    conf->http2_idle_timeout_ms = WEIR_DEFAULT_TIMEOUT_MS;
+    conf->write_timeout_ms = WEIR_DEFAULT_WRITE_TIMEOUT_MS;
     conf->limit_response_memory = WEIR_DEFAULT_LIMIT_RESPONSE_MEMORY;
 }
 
@@ -294,7 +289,7 @@ int weir_server_conf_parse(weir_server_conf_t *conf, const weir_conf_node_t *roo
             has_listen = 1;
             parse_listen(conf, value, errs);
         } else if (strcmp(key, "num-threads") == 0) {
-            if (weir_conf_to_int64(value, 1, MAX_NUM_THREADS, &v, errs) == 0)
+            if (weir_conf_to_int64(value, 1, WEIR_MAX_THREADS, &v, errs) == 0)
                 conf->num_threads = (unsigned)v;
         } else if (strcmp(key, "limit-request-body") == 0) {
             weir_conf_to_size(value, 1, UINT64_C(4) << 30, &conf->limit_request_body, errs);
@@ -314,7 +309,7 @@ int weir_server_conf_parse(weir_server_conf_t *conf, const weir_conf_node_t *roo
         } else if (strcmp(key, "write-timeout") == 0) {
             parse_seconds(value, &conf->write_timeout_ms, errs);
         } else if (strcmp(key, "max-connections") == 0) {
-            if (weir_conf_to_int64(value, 1, MAX_CONNECTIONS, &v, errs) == 0)
+            if (weir_conf_to_int64(value, 1, WEIR_MAX_CONNECTIONS, &v, errs) == 0)
                 conf->max_connections = (uint64_t)v;
         } else if (strcmp(key, "control-socket") == 0) {
             char *path;

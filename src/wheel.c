@@ -29,13 +29,6 @@ struct st_weir_wheel_t {
     h2o_linklist_t slots[];
 };
 
-void weir_wheel_entry_init(weir_wheel_entry_t *entry)
-{
-    entry->link.next = entry->link.prev = NULL;
-    entry->due = 0;
-    entry->cb = NULL;
-}
-
 int weir_wheel_entry_is_linked(const weir_wheel_entry_t *entry)
 {
     return entry->link.next != NULL;

@@ -35,6 +35,18 @@
 #define WEIR_CACHE_DEFAULT_MEMORY_MAX_BYTES (64 * 1024 * 1024)
 /** Default `cache.redis.url`. */
 #define WEIR_CACHE_DEFAULT_REDIS_URL "redis://127.0.0.1:6379/0"
+/** Largest `cache.max-key-size`. */
+#define WEIR_CACHE_MAX_KEY_SIZE_LIMIT 65536
+/** Largest `cache.max-value-size` (512 MiB). */
+#define WEIR_CACHE_MAX_VALUE_SIZE_LIMIT (512 * 1024 * 1024)
+/** Largest `cache.redis.pool`. */
+#define WEIR_CACHE_MAX_REDIS_POOL 64
+/** Largest `cache.redis.timeout` (ms). */
+#define WEIR_CACHE_MAX_REDIS_TIMEOUT_MS 600000
+/** Default `cache.redis.pool`. */
+#define WEIR_CACHE_DEFAULT_REDIS_POOL 2
+/** Default `cache.redis.timeout` (ms). */
+#define WEIR_CACHE_DEFAULT_REDIS_TIMEOUT_MS 1000
 /** Largest ttl accepted (seconds): about 68 years. */
 #define WEIR_CACHE_MAX_TTL INT32_MAX
 

@@ -76,6 +76,8 @@ typedef struct st_weir_gate_vtable_t {
     void (*release)(weir_gate_t *gate, weir_gate_waiter_t *waiter);
     /** Fills @p stats (any thread). */
     void (*stats)(weir_gate_t *gate, weir_gate_stats_t *stats);
+    /** See weir_gate_set_limits. */
+    void (*set_limits)(weir_gate_t *gate, size_t slots, size_t max_queue);
     /** Frees the gate; every thread has been stopped. */
     void (*destroy)(weir_gate_t *gate);
 } weir_gate_vtable_t;
@@ -133,6 +135,16 @@ static inline weir_gate_state_t weir_gate_waiter_state(const weir_gate_waiter_t 
 static inline void weir_gate_stats(weir_gate_t *gate, weir_gate_stats_t *stats)
 {
     gate->vt->stats(gate, stats);
+}
+
+/**
+ * Changes the capacity and the queue bound (a reload of the same path): with more slots, waiters are granted the new
+ * ones at once; with fewer, slots held above the new capacity go away as their holders release them (nothing is taken
+ * from a holder). Any thread.
+ */
+static inline void weir_gate_set_limits(weir_gate_t *gate, size_t slots, size_t max_queue)
+{
+    gate->vt->set_limits(gate, slots, max_queue);
 }
 
 /** Frees @p gate (every thread stopped). */

@@ -41,6 +41,15 @@ int weir_redis_parse_url(const char *url, weir_redis_target_t *target, char *err
 /** Frees the strings of @p target. */
 void weir_redis_target_dispose(weir_redis_target_t *target);
 
+struct st_weir_conf_node_t;
+struct st_weir_conf_errors_t;
+/**
+ * A configuration key whose value is a Redis URL (cache.redis.url, upload.redis.url): checked as
+ * weir_redis_parse_url does, the error recorded at the node ("invalid Redis URL ...") when it is not one.
+ * @return 0 with *out replaced by a copy of the URL (the previous one freed), or -1.
+ */
+int weir_redis_url_from_conf(const struct st_weir_conf_node_t *value, char **out, struct st_weir_conf_errors_t *errs);
+
 /** A Lua script, called with EVALSHA by its SHA-1 (computed here, once). */
 typedef struct st_weir_redis_script_t {
     const char *source; /**< the Lua text; must outlive every client that uses the script */

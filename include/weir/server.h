@@ -56,6 +56,18 @@ typedef struct st_weir_server_conf_t {
     size_t num_hosts;
 } weir_server_conf_t;
 
+/** Largest `num-threads`. */
+#define WEIR_MAX_THREADS 1024
+/** Largest `max-connections`. */
+#define WEIR_MAX_CONNECTIONS 10000000
+/** Default `limit-request-body` (10 MiB). */
+#define WEIR_DEFAULT_LIMIT_REQUEST_BODY (10 * 1024 * 1024)
+/** Default `graceful-shutdown-timeout` and `http2-idle-timeout` (ms). */
+#define WEIR_DEFAULT_TIMEOUT_MS 10000
+/** Default `http1-request-timeout` (ms). */
+#define WEIR_DEFAULT_HTTP1_REQUEST_TIMEOUT_MS 60000
+/** Default `write-timeout` (ms). */
+#define WEIR_DEFAULT_WRITE_TIMEOUT_MS 60000
 /** Default `limit-response-memory` (256 MiB). */
 #define WEIR_DEFAULT_LIMIT_RESPONSE_MEMORY (UINT64_C(256) << 20)
 /** Descriptors kept out of max-connections' default for the process itself (log files, config reads, stdio). */

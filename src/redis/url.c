@@ -7,6 +7,7 @@
 #include <string.h>
 #include <h2o/memory.h>
 #include "weir/common.h"
+#include "weir/config.h"
 #include "weir/redis.h"
 #include "weir/text.h"
 
@@ -183,4 +184,22 @@ void weir_redis_target_dispose(weir_redis_target_t *target)
     free(target->username);
     free(target->password);
     memset(target, 0, sizeof(*target));
+}
+
+int weir_redis_url_from_conf(const weir_conf_node_t *value, char **out, weir_conf_errors_t *errs)
+{
+    weir_redis_target_t target;
+    char reason[160];
+    const char *str;
+
+    if (weir_conf_to_string(value, &str, errs) != 0)
+        return -1;
+    if (weir_redis_parse_url(str, &target, reason, sizeof(reason)) != 0) {
+        weir_conf_error(errs, value, "invalid Redis URL \"%s\": %s", str, reason);
+        return -1;
+    }
+    weir_redis_target_dispose(&target);
+    free(*out);
+    *out = weir_strdup(str);
+    return 0;
 }

@@ -285,6 +285,106 @@ class TestReload(unittest.TestCase):
             self.assertIn("serving configuration 102", w.stderr())
 
 
+class TestCommandLine(unittest.TestCase):
+    def test_signal_option_and_log_level(self):
+        d = wt.temp_dir()
+        path = os.path.join(d, "plain.yaml")
+        with open(path, "w") as f:
+            f.write(str(calc_config()))
+        proc = wt.run([WEIR_BIN, "-c", path, "-s", "reload"], check=False)
+        self.assertEqual(proc.returncode, 3, proc.stderr)
+        self.assertIn("no control-socket", proc.stderr)
+        proc = wt.run([WEIR_BIN, "-c", path, "-s", "restart"], check=False)
+        self.assertEqual(proc.returncode, 2)
+        self.assertIn("reload or reopen", proc.stderr)
+        proc = wt.run([WEIR_BIN, "-c", path, "-l", "loud"], check=False)
+        self.assertEqual(proc.returncode, 2)
+        # a socket nobody listens on
+        r = Reloadable(calc_config)
+        proc = wt.run([WEIR_BIN, "-c", r.weir.config_path, "-s", "reload"], check=False)
+        self.assertEqual(proc.returncode, 3, proc.stdout + proc.stderr)
+        self.assertIn("cannot reach the running server", proc.stdout)
+        # debug messages only with --log-level debug: the freeing of a replaced configuration is one
+        r.weir.extra_args = ["--log-level", "debug"]
+        with r:
+            self.assertEqual(r.reload(n=20)[0], 0)
+            self.assertTrue(wt.wait_until(lambda: "configuration 1 freed" in r.weir.stderr(), 10), r.weir.stderr())
+            self.assertIn("[debug]", r.weir.stderr())
+
+
+class TestStateAcrossReloads(unittest.TestCase):
+    def test_upload_limit_holds_across_a_reload(self):
+        # 2 slots, 1 s uploads; two run, the configuration becomes 3 slots, three more come: one gets the third slot at
+        # once, two wait for the old uploads (which count against the new limit) and finish a second later
+        def make(slots):
+            return Config().listen().path("/upload", {"upload.concurrency": slots, "upload.delay-min": 1000,
+                                                      "upload.delay-max": 1000})
+        with Reloadable(make, slots=2) as r:
+            w = r.weir
+            t0 = time.monotonic()
+            old = []
+            for _ in range(2):
+                c = wt.HTTP1Conn(w.port, timeout=30)
+                c.request("POST", "/upload")
+                old.append(c)
+            time.sleep(0.2)
+            self.assertEqual(r.reload(slots=3)[0], 0)
+            new = []
+            for _ in range(3):
+                c = wt.HTTP1Conn(w.port, timeout=30)
+                c.request("POST", "/upload")
+                new.append(c)
+            done = {}
+
+            def read(i, c):
+                done[i] = (c.read_response().status, time.monotonic() - t0)
+                c.close()
+
+            readers = [threading.Thread(target=read, args=(i, c)) for i, c in enumerate(old + new)]
+            for t in readers:
+                t.start()
+            for t in readers:
+                t.join(30)
+            self.assertEqual([done[i][0] for i in range(5)], [200] * 5)
+            late = [done[i][1] for i in range(2, 5) if done[i][1] >= 1.8]
+            self.assertEqual(len(late), 2, "finish times %s: the old uploads did not count against the new limit" % done)
+
+    def test_memory_cache_keeps_its_contents(self):
+        def make(n=10, max_bytes="64M"):
+            return Config().listen().path("/calc", {"calc.n": n}).path("/cache", {"cache.memory.max-bytes": max_bytes})
+        with Reloadable(make) as r:
+            w = r.weir
+            self.assertEqual(wt.curl_json("-X", "PUT", "--data-binary", "kept", w.url("/cache?key=k"))[0], 200)
+            self.assertEqual(r.reload(n=20)[0], 0)  # the cache's settings did not change
+            self.assertEqual(wt.curl_json(w.url("/cache?key=k"))[2], {"data": "kept"})
+            self.assertEqual(r.reload(n=20, max_bytes="32M")[0], 0)  # they did: a new, empty store
+            self.assertEqual(wt.curl_json(w.url("/cache?key=k"))[2], {"data": None})
+
+    def test_redis_connections_are_kept(self):
+        with wt.RedisServer() as redis:
+            def make(n=10, pool=2):
+                return Config().listen().path("/calc", {"calc.n": n}).path(
+                    "/cache", {"cache.backend": "redis", "cache.redis.url": redis.url, "cache.redis.pool": pool})
+
+            def received():
+                info = redis.command("INFO", "stats")
+                info = info.decode() if isinstance(info, bytes) else info
+                return int(re.search(r"total_connections_received:(\d+)", info).group(1))
+
+            with Reloadable(make) as r:
+                w = r.weir
+                self.assertEqual(wt.curl_json("-X", "PUT", "--data-binary", "v", w.url("/cache?key=k"))[0], 200)
+                before = received()
+                for i in range(3):
+                    self.assertEqual(r.reload(n=20 + i)[0], 0)
+                    self.assertEqual(wt.curl_json(w.url("/cache?key=k"))[2], {"data": "v"})
+                # the one new connection is this look itself
+                self.assertEqual(received(), before + 1, "a reload that kept the Redis settings reconnected")
+                self.assertEqual(r.reload(n=20, pool=3)[0], 0)  # new settings: new connections
+                self.assertEqual(wt.curl_json(w.url("/cache?key=k"))[2], {"data": "v"})
+                self.assertGreater(received(), before + 2)
+
+
 class TestAccessLogRotation(unittest.TestCase):
     def test_rotation_under_load_loses_and_duplicates_nothing(self):
         wt.require("h2load")
