@@ -15,7 +15,8 @@ ANALYZE_DIR ?= build-analyze
 
 BUILD_DEPS = build-essential cmake pkg-config libh2o-dev libuv1-dev libyaml-dev libyajl-dev \
              libhiredis-dev libcmocka-dev libssl-dev libcurl4-openssl-dev libsystemd-dev
-TEST_DEPS  = python3 curl openssl ca-certificates apache2-utils nghttp2-client redis-server python3-boto3 python3-h2
+TEST_DEPS  = python3 curl openssl ca-certificates apache2-utils nghttp2-client redis-server python3-boto3 python3-h2 \
+             prometheus
 
 # clang and libFuzzer (libclang_rt.fuzzer-x86_64.a is in libclang-rt-14-dev); llvm-cov for fuzz-coverage
 FUZZ_DEPS  = clang-14 libclang-rt-14-dev

@@ -19,6 +19,7 @@
 #include <time.h>
 #include "weir/common.h"
 #include "weir/gate.h"
+#include "weir/metrics.h"
 #include "weir/respond.h"
 #include "weir/shared.h"
 #include "weir/upload.h"
@@ -30,6 +31,8 @@ typedef struct st_shared_gate_t {
     weir_gate_t *gate;
     weir_per_loop_t threads; /* the gate's thread state of each loop, shared by the contexts of that loop */
     h2o_linklist_t limits;   /* the handlers using it, oldest first: the newest one's limits apply (main thread) */
+    weir_metric_t *in_use, *capacity, *waiting; /* gauges read from the gate at scrape time, while it lives */
+    weir_metric_t *wait;                        /* histogram: time from arrival to a slot */
 } shared_gate_t;
 
 typedef struct st_upload_handler_t {
@@ -56,6 +59,7 @@ typedef struct st_upload_job_t {
     upload_handler_t *handler;
     upload_thread_t *thread;
     h2o_req_t *req; /* NULL once answered */
+    uint64_t arrived_ns;
 } upload_job_t;
 
 static const char SUCCESS_BODY[] = "{\"success\": true}";
@@ -155,6 +159,7 @@ static void on_delay_done(weir_wheel_entry_t *delay)
 static void start_delay(upload_job_t *job)
 {
     const weir_upload_settings_t *s = &job->handler->settings;
+    weir_metric_observe(job->handler->shared->wait, uv_hrtime() - job->arrived_ns);
     uint32_t delay = weir_upload_draw_delay(thread_rng(), s->delay_min_ms, s->delay_max_ms);
     weir_wheel_add(job->thread->wheel, &job->delay, delay, on_delay_done);
 }
@@ -235,7 +240,10 @@ static int on_req(h2o_handler_t *_self, h2o_req_t *req)
     }
 
     upload_job_t *job = h2o_mem_alloc_shared(&req->pool, sizeof(*job), on_job_dispose);
-    *job = (upload_job_t){.handler = self, .thread = h2o_context_get_handler_context(req->conn->ctx, &self->super), .req = req};
+    *job = (upload_job_t){.handler = self,
+                          .thread = h2o_context_get_handler_context(req->conn->ctx, &self->super),
+                          .req = req,
+                          .arrived_ns = uv_hrtime()};
 
     switch (weir_gate_acquire(self->gate, job->thread->gate, &job->waiter, on_granted)) {
     case WEIR_GATE_NOW:
@@ -311,8 +319,47 @@ static void on_dispose(h2o_handler_t *_self)
 
 typedef struct st_create_args_t {
     const weir_upload_settings_t *settings;
+    const char *path; /* for the metrics' labels */
     int ret;
 } create_args_t;
+
+/* The gate's state, read at scrape time (weir_gate_stats may be called from any thread). */
+static double read_in_use(void *gate)
+{
+    weir_gate_stats_t st;
+    weir_gate_stats(gate, &st);
+    return (double)st.in_use;
+}
+
+static double read_capacity(void *gate)
+{
+    weir_gate_stats_t st;
+    weir_gate_stats(gate, &st);
+    return (double)st.slots;
+}
+
+static double read_waiting(void *gate)
+{
+    weir_gate_stats_t st;
+    weir_gate_stats(gate, &st);
+    return (double)st.waiting;
+}
+
+static void init_metrics(shared_gate_t *sg, const char *path)
+{
+    weir_metrics_t *reg = weir_metrics_default();
+    sg->in_use = weir_metrics_gauge(reg, "weir_upload_slots_in_use", "Upload slots held by this process now", "path", path);
+    sg->capacity =
+        weir_metrics_gauge(reg, "weir_upload_slots_capacity",
+                           "Upload slots (upload.concurrency; for a Redis gate, shared by every instance)", "path", path);
+    sg->waiting = weir_metrics_gauge(reg, "weir_upload_queue_length", "Uploads of this process waiting for a slot", "path", path);
+    sg->wait = weir_metrics_histogram(reg, "weir_upload_wait_seconds",
+                                      "Time from an upload's arrival to its slot, for the uploads that got one",
+                                      &weir_metrics_seconds_buckets, "path", path);
+    weir_metrics_add_callback(sg->in_use, read_in_use, sg->gate);
+    weir_metrics_add_callback(sg->capacity, read_capacity, sg->gate);
+    weir_metrics_add_callback(sg->waiting, read_waiting, sg->gate);
+}
 
 static void *create_shared_gate(void *_args)
 {
@@ -327,7 +374,8 @@ static void *create_shared_gate(void *_args)
                                           .max_queue = s->max_queue,
                                           .lease_ms = s->redis_lease_ms,
                                           .timeout_ms = s->redis_timeout_ms,
-                                          .on_failure = s->on_failure};
+                                          .on_failure = s->on_failure,
+                                          .path = args->path};
         if ((args->ret = weir_gate_redis_create(&opts, &gate)) != 0)
             return NULL;
     } else {
@@ -337,12 +385,16 @@ static void *create_shared_gate(void *_args)
     sg->gate = gate;
     weir_per_loop_init(&sg->threads);
     h2o_linklist_init_anchor(&sg->limits);
+    init_metrics(sg, args->path != NULL ? args->path : "");
     return sg;
 }
 
 static void destroy_shared_gate(void *_sg)
 {
     shared_gate_t *sg = _sg;
+    weir_metrics_remove_callback(sg->in_use, read_in_use, sg->gate);
+    weir_metrics_remove_callback(sg->capacity, read_capacity, sg->gate);
+    weir_metrics_remove_callback(sg->waiting, read_waiting, sg->gate);
     weir_per_loop_dispose(&sg->threads);
     weir_gate_destroy(sg->gate);
     free(sg);
@@ -366,7 +418,7 @@ int weir_upload_register(h2o_pathconf_t *pathconf, const weir_upload_settings_t 
     } else {
         snprintf(what, sizeof(what), "upload.gate|local");
     }
-    create_args_t args = {.settings = s};
+    create_args_t args = {.settings = s, .path = pathconf->path.base};
     shared_gate_t *sg = weir_shared_acquire(weir_shared_path_key(pathconf, what, key, sizeof(key)), create_shared_gate, &args,
                                             destroy_shared_gate, &created);
     if (sg == NULL)

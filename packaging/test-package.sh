@@ -86,6 +86,8 @@ host_deb=$WEIR_ROOT/dist/weir_${version}_$arch.deb
 host_suite=$(. /etc/os-release && echo "${VERSION_CODENAME:-bookworm}")
 has_cache=0
 grep -qE '^[[:space:]]+/cache[[:space:]]*:' "$WEIR_ROOT/conf/server.yaml" && has_cache=1
+has_status=0
+grep -qE '^[[:space:]]+status\.metrics[[:space:]]*:' "$WEIR_ROOT/conf/server.yaml" && has_status=1
 
 start=$(date +%s)
 elapsed() { echo "$(($(date +%s) - start)) s"; }
@@ -259,6 +261,14 @@ test_in_chroot() {
         http_is GET /calc 200 '\{ *"result": *[0-9]+ *\}'
         http_is GET '/calc?n=10' 200 '\{ *"result": *285 *\}' --http2-prior-knowledge
         http_is GET /nowhere 404 '\{ *"error": *"not found" *\}'
+        if [ "$has_status" = 1 ]; then
+            http_is GET /livez 200 '\{ *"status": *"ok" *\}'
+            http_is GET /readyz 200 '\{ *"status": *"ready", *"checks": *\[\] *\}'
+            # the two HTTP/1.1 GETs of /calc above, counted
+            http_is GET /metrics 200 'weir_http_requests_total\{path="/calc",method="GET",status="200",protocol="HTTP/1\.1"\} 2'
+        else
+            echo "  skip  /metrics, /livez, /readyz: conf/server.yaml has no status.metrics path"
+        fi
         if [ "$has_cache" = 1 ]; then
             http_is PUT '/cache?key=pkg%20test&ttl=60' 200 '\{ *"success": *true *\}' --data-binary 'hello, weir'
             http_is GET '/cache?key=pkg%20test' 200 '\{ *"data": *"hello, weir" *\}'

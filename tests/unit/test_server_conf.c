@@ -316,14 +316,14 @@ static void test_unknown_module_key(void **state)
 
 static void test_key_of_no_module(void **state)
 {
-    assert_errors(
-        LISTEN_OK "hosts:\n  default:\n    paths:\n      /x:\n        foo.bar: 1\n",
-        "conf/x.yaml:7: key \"foo.bar\" belongs to no module; expected keys starting with \"upload.\", \"calc.\" or \"cache.\"",
-        NULL);
-    assert_errors(
-        LISTEN_OK "hosts:\n  default:\n    paths:\n      /x:\n        calc.n: 1\n        concurrency: 1\n",
-        "conf/x.yaml:8: key \"concurrency\" belongs to no module; expected keys starting with \"upload.\", \"calc.\" or \"cache.\"",
-        NULL);
+    assert_errors(LISTEN_OK "hosts:\n  default:\n    paths:\n      /x:\n        foo.bar: 1\n",
+                  "conf/x.yaml:7: key \"foo.bar\" belongs to no module; expected keys starting with \"upload.\", \"calc.\", "
+                  "\"cache.\" or \"status.\"",
+                  NULL);
+    assert_errors(LISTEN_OK "hosts:\n  default:\n    paths:\n      /x:\n        calc.n: 1\n        concurrency: 1\n",
+                  "conf/x.yaml:8: key \"concurrency\" belongs to no module; expected keys starting with \"upload.\", \"calc.\", "
+                  "\"cache.\" or \"status.\"",
+                  NULL);
 }
 
 static void test_keys_of_two_modules(void **state)
@@ -334,11 +334,12 @@ static void test_keys_of_two_modules(void **state)
 
 static void test_path_without_keys(void **state)
 {
-    assert_errors(
-        LISTEN_OK "hosts:\n  default:\n    paths:\n      /x: {}\n      /y:\n      /z: [1]\n",
-        "conf/x.yaml:6: in \"/x\": no keys; expected keys of one module, starting with \"upload.\", \"calc.\" or \"cache.\"",
-        "conf/x.yaml:7: in \"/y\": no keys; expected keys of one module, starting with \"upload.\", \"calc.\" or \"cache.\"",
-        "conf/x.yaml:8: in \"/z\": expected a mapping, got a sequence", NULL);
+    assert_errors(LISTEN_OK "hosts:\n  default:\n    paths:\n      /x: {}\n      /y:\n      /z: [1]\n",
+                  "conf/x.yaml:6: in \"/x\": no keys; expected keys of one module, starting with \"upload.\", \"calc.\", "
+                  "\"cache.\" or \"status.\"",
+                  "conf/x.yaml:7: in \"/y\": no keys; expected keys of one module, starting with \"upload.\", \"calc.\", "
+                  "\"cache.\" or \"status.\"",
+                  "conf/x.yaml:8: in \"/z\": expected a mapping, got a sequence", NULL);
 }
 
 static void test_path_must_start_with_slash(void **state)
