@@ -126,29 +126,39 @@ def burst(ctx, step, n, gate, rep):
     return row
 
 
-def latency(ctx, step, gate, rep):
-    """One instance, exp10_slots closed-loop clients (never more uploads than slots: nobody waits), exp10_latency_n
-    uploads: h2load's per-request latency, of which all but the fixed delay is the gate's and HTTP's."""
+def latency(ctx, step, rep):
+    """Two instances side by side, one with the redis gate and one with a local gate, each driven at the same time by
+    exp10_slots closed-loop clients (never more uploads than slots: nobody waits), exp10_latency_n uploads each:
+    h2load's per-request latency, of which all but the fixed delay is HTTP's, the gate's and the timer's. Measured at
+    once, so that the machine's other load falls on both alike. Returns a row per gate."""
     P = ctx.params
     k, total = P["exp10_slots"], P["exp10_latency_n"]
-    row = dict(kind="latency", instances=1, gate=gate, rep=rep, uploads=total, delay_ms=P["exp10_delay_ms"])
-    log = os.path.join(ctx.tmp, slug(step) + ".h2load.log")
+    logs = {g: os.path.join(ctx.tmp, slug("%s %s gate" % (step, g)) + ".h2load.log") for g in GATES}
+    rows = {g: dict(kind="latency", instances=1, gate=g, rep=rep, uploads=total, delay_ms=P["exp10_delay_ms"])
+            for g in GATES}
     with contextlib.ExitStack() as stack:
-        redis, (srv,) = cluster(ctx, stack, step, 1, gate)
-        if redis:
-            before = commandstats(ctx, step + " INFO commandstats before", redis)
-            cpu0 = cpu_seconds(redis.tree())
-        r = h2load(ctx, step, srv.url("/upload"),
-                   ["--h1", "-n", str(total), "-c", str(k), "-t", "1", "-d", ctx.one_byte, "--log-file", log],
-                   total / k * P["exp10_delay_ms"] / 1000.0 * 2 + 60)
-        if redis:
-            redis_cpu = cpu_seconds(redis.tree()) - cpu0
-            after = commandstats(ctx, step + " INFO commandstats after", redis)
-            row.update(command_figures(before, after), redis_cpu_s=round(redis_cpu, 4), members=1)
-    pc = percentiles_from_h2load_log(log)
-    row.update(status=r["status"], ok=r.get("s2xx"), errors=r.get("errors"), rps=r.get("rps"), p50_ms=pc.get("p50"),
-               p99_ms=pc.get("p99"), max_ms=pc.get("max"))
-    return row
+        redis, (shared,) = cluster(ctx, stack, step + " redis gate", 1, "redis")
+        _, (local,) = cluster(ctx, stack, step + " local gate", 1, "local")
+        before = commandstats(ctx, step + " INFO commandstats before", redis)
+        cpu0 = cpu_seconds(redis.tree())
+        loads = {}
+        for g, srv in (("redis", shared), ("local", local)):
+            argv = ["h2load", "--h1", "-n", str(total), "-c", str(k), "-t", "1", "-d", ctx.one_byte, "--log-file",
+                    logs[g], srv.url("/upload")]
+            loads[g] = stack.enter_context(BackgroundLoad(ctx, "%s h2load, %s gate" % (step, g), argv,
+                                                          slug("%s %s gate" % (step, g)) + ".h2load.out"))
+        outs = {g: parse_h2load(bg.finish(total / k * P["exp10_delay_ms"] / 1000.0 * 2 + 60))
+                for g, bg in loads.items()}
+        redis_cpu = cpu_seconds(redis.tree()) - cpu0
+        after = commandstats(ctx, step + " INFO commandstats after", redis)
+    rows["redis"].update(command_figures(before, after), redis_cpu_s=round(redis_cpu, 4), members=1)
+    for g in GATES:
+        o, pc = outs[g], percentiles_from_h2load_log(logs[g])
+        errors = sum(o.get(x, 0) for x in ("failed", "errored", "timeout", "s3xx", "s4xx", "s5xx"))
+        rows[g].update(status="ok" if o.get("succeeded") == total and not errors else "errors", ok=o.get("s2xx"),
+                       errors=total - (o.get("s2xx") or 0), rps=o.get("rps"), p50_ms=pc.get("p50"),
+                       p99_ms=pc.get("p99"), max_ms=pc.get("max"))
+    return [rows[g] for g in GATES]
 
 
 def run(ctx):
@@ -171,15 +181,14 @@ def run(ctx):
                 ctx.progress("%s: %s, %s of %s uploads in %s s: %s req/s (bound %s)%s" % (
                     step, row["status"], row["ok"], row["uploads"], fmt(row.get("window_s"), 3),
                     fmt(row.get("rps"), 2), fmt(row["bound_rps"], 1), cmds))
-        for gate in GATES:
-            if ctx.out_of_time(margin=P["exp10_latency_n"] / P["exp10_slots"] * P["exp10_delay_ms"] / 1000.0 + 10):
-                rows.append(dict(kind="latency", instances=1, gate=gate, rep=rep, status="not run (run budget)"))
-                continue
-            step = "exp10 latency %s gate rep %d" % (gate, rep)
-            row = latency(ctx, step, gate, rep)
+        if ctx.out_of_time(margin=P["exp10_latency_n"] / P["exp10_slots"] * P["exp10_delay_ms"] / 1000.0 + 10):
+            rows += [dict(kind="latency", instances=1, gate=g, rep=rep, status="not run (run budget)") for g in GATES]
+            continue
+        step = "exp10 latency rep %d" % rep
+        for row in latency(ctx, step, rep):
             rows.append(row)
-            ctx.progress("%s: %s, p50 %s ms, p99 %s ms, max %s ms (delay %d ms)" % (
-                step, row["status"], fmt(row["p50_ms"], 3), fmt(row["p99_ms"], 3), fmt(row["max_ms"], 3),
+            ctx.progress("%s, %s gate: %s, p50 %s ms, p99 %s ms, max %s ms (delay %d ms)" % (
+                step, row["gate"], row["status"], fmt(row["p50_ms"], 3), fmt(row["p99_ms"], 3), fmt(row["max_ms"], 3),
                 row["delay_ms"]))
     return {CSV: rows}
 
@@ -285,11 +294,13 @@ def summarise(data, ctx):
                      fmt(lat[gate]["p50"], 3), fmt(lat[gate]["p99"], 3), fmt(lat[gate]["max"], 3),
                      fmt(median([_per_upload(r, "cmds_sent") for r in rr]), 3) if gate == "redis" else "-"])
     if ltrs:
-        lines += ["", "The latency the gate adds: one instance, `h2load --h1 -n %d -c %d -t 1` (%d closed-loop "
-                  "clients, never more uploads than slots, so none waits for a slot): each upload's time minus the "
-                  "fixed %d ms delay, i.e. HTTP, the gate (redis: the acquire script's round trip before the delay "
-                  "starts, the release after it) and the timer; p50, p99 and max in ms." % (
-                      P["exp10_latency_n"], slots, slots, delay), ""]
+        lines += ["", "The latency the gate adds: two instances side by side, one with the redis gate, one with a "
+                  "local gate, each driven at the same time by `h2load --h1 -n %d -c %d -t 1` (%d closed-loop "
+                  "clients, never more uploads than slots, so none waits for a slot; measured at once so that the "
+                  "machine's other load falls on both alike): each upload's time minus the fixed %d ms delay, i.e. "
+                  "HTTP, the gate (redis: the acquire script's round trip before the delay starts) and the timer; "
+                  "p50, p99 and max in ms. The %d clients run in step, so the samples come in rounds of %d." % (
+                      P["exp10_latency_n"], slots, slots, delay, slots, slots), ""]
         lines += table(["gate", "uploads", "errors", "p50 beyond the delay (ms)", "p99 beyond the delay (ms)",
                         "max beyond the delay (ms)", "Redis commands per upload"], ltrs)
         if "redis" in lat and "local" in lat:
@@ -350,8 +361,8 @@ EXPERIMENT = Experiment(
     files={CSV: HEADER},
     params={
         "full": dict(exp10_instances=[1, 2, 3], exp10_uploads=1000, exp10_slots=5, exp10_delay_ms=150,
-                     exp10_latency_n=500, exp10_reps=1),
+                     exp10_latency_n=1000, exp10_reps=1),
         "quick": dict(exp10_instances=[1, 2, 3], exp10_uploads=200, exp10_slots=5, exp10_delay_ms=150,
-                      exp10_latency_n=100, exp10_reps=1),
+                      exp10_latency_n=200, exp10_reps=1),
     },
     run=run, plot=plot, summarise=summarise)
