@@ -114,6 +114,13 @@ size_t weir_harness_live_allocations(void)
     return n;
 }
 
+void weir_harness__assert_live_allocations(size_t expected, const char *file, int line)
+{
+    size_t live = weir_harness_live_allocations();
+    if (live != expected)
+        fail_msg("%s:%d: %zu of weir's allocations are live, %zu expected", file, line, live, expected);
+}
+
 static void start_tracking(void)
 {
     pthread_mutex_lock(&track_mutex);

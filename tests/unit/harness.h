@@ -108,6 +108,10 @@ size_t weir_harness_allocations(void);
 /** Of those, the ones not freed yet. */
 size_t weir_harness_live_allocations(void);
 
+/** Fails the test (naming the caller's line) unless weir_harness_live_allocations() is @p expected. */
+#define weir_harness_assert_live_allocations(expected) weir_harness__assert_live_allocations((expected), __FILE__, __LINE__)
+void weir_harness__assert_live_allocations(size_t expected, const char *file, int line);
+
 /** Disposes of everything (see the file comment), asserts that nothing was left behind, and frees the harness. */
 void weir_harness_destroy(weir_harness_t *h);
 

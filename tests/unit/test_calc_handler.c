@@ -40,6 +40,15 @@ static size_t outstanding(fixture_t *f)
     return weir_workpool_inbox_outstanding(inbox);
 }
 
+#define assert_outstanding(f, expected) check_outstanding(f, expected, __LINE__)
+
+static void check_outstanding(fixture_t *f, size_t expected, int line)
+{
+    size_t n = outstanding(f);
+    if (n != expected)
+        fail_msg("line %d: %zu sum(s) outstanding in the pool, %zu expected", line, n, expected);
+}
+
 static int nothing_outstanding(void *f)
 {
     return outstanding(f) == 0;
@@ -47,7 +56,7 @@ static int nothing_outstanding(void *f)
 
 static void finish(fixture_t *f)
 {
-    assert_int_equal(outstanding(f), 0);
+    assert_outstanding(f, 0);
     weir_harness_assert_busy_handles(f->h, 0);
     weir_harness_destroy(f->h);
 }
@@ -83,16 +92,16 @@ static void test_answered(void **state)
     fixture_t f;
     start(&f);
     weir_test_req_t *r = weir_test_req_send(f.h, "GET", "/calc?n=10", NULL, 0);
-    assert_int_equal(outstanding(&f), 1);
+    assert_outstanding(&f, 1);
     assert_true(weir_harness_run_until(f.h, is_finished, r, MAX_RUNS));
     assert_int_equal(weir_test_req_status(r), 200);
     assert_string_equal(weir_test_req_body(r), "{\"result\": 285}");
-    assert_int_equal(outstanding(&f), 0);
+    assert_outstanding(&f, 0);
     weir_test_req_dispose(r);
 
     r = weir_test_req_send(f.h, "GET", "/calc?n=ten", NULL, 0);
     assert_int_equal(weir_test_req_status(r), 400);
-    assert_int_equal(outstanding(&f), 0);
+    assert_outstanding(&f, 0);
     weir_test_req_dispose(r);
     finish(&f);
 }
@@ -108,16 +117,16 @@ static void test_dispose_queued_and_running(void **state)
     wait_until_running();
     size_t live = weir_harness_live_allocations();
     weir_test_req_t *b = weir_test_req_send(f.h, "GET", "/calc?n=1000", NULL, 0);
-    assert_int_equal(outstanding(&f), 2);
-    assert_int_equal(weir_harness_live_allocations(), live + 1); /* b's job */
+    assert_outstanding(&f, 2);
+    weir_harness_assert_live_allocations(live + 1); /* b's job */
 
     weir_test_req_dispose(b);
-    assert_int_equal(outstanding(&f), 1);
-    assert_int_equal(weir_harness_live_allocations(), live);
+    assert_outstanding(&f, 1);
+    weir_harness_assert_live_allocations(live);
 
     double from = others_cpu_s();
     weir_test_req_dispose(a);
-    assert_int_equal(outstanding(&f), 1); /* running: it cannot be taken back */
+    assert_outstanding(&f, 1); /* running: it cannot be taken back */
     assert_true(weir_harness_run_until(f.h, nothing_outstanding, &f, 100000));
     double used = others_cpu_s() - from;
     if (used > CANCELLED_MAX_CPU_S)

@@ -39,14 +39,16 @@ static weir_upload_stats_t stats(fixture_t *f)
 }
 
 /* Asserts the gate's and this context's counts: slots held, waiters at the gate, waiters here, delays on the wheel. */
-#define assert_counts(f, in_use_, gate_waiting_, queued_, delays_)                                                                 \
-    do {                                                                                                                           \
-        weir_upload_stats_t st_ = stats(f);                                                                                        \
-        assert_int_equal(st_.gate.in_use, (in_use_));                                                                              \
-        assert_int_equal(st_.gate.waiting, (gate_waiting_));                                                                       \
-        assert_int_equal(st_.queued, (queued_));                                                                                   \
-        assert_int_equal(st_.delays, (delays_));                                                                                   \
-    } while (0)
+#define assert_counts(f, in_use, gate_waiting, queued, delays) check_counts(f, in_use, gate_waiting, queued, delays, __LINE__)
+
+static void check_counts(fixture_t *f, size_t in_use, size_t gate_waiting, size_t queued, size_t delays, int line)
+{
+    weir_upload_stats_t st = stats(f);
+    if (st.gate.in_use != in_use || st.gate.waiting != gate_waiting || st.queued != queued || st.delays != delays)
+        fail_msg("line %d: slots held %zu, waiting at the gate %zu, queued here %zu, delays on the wheel %zu; expected %zu %zu %zu "
+                 "%zu",
+                 line, st.gate.in_use, st.gate.waiting, st.queued, st.delays, in_use, gate_waiting, queued, delays);
+}
 
 /* Every request gone: nothing held, nothing queued, no delay on the wheel, no timer armed; then the harness's own
  * checks (loop closed, nothing answered after a dispose, no allocation left). */
