@@ -44,9 +44,9 @@ struct st_weir_test_req_t {
 
 /** The harness. Fields are read-only for tests. */
 struct st_weir_harness_t {
-    uv_loop_t loop;
-    h2o_globalconf_t globalconf;
-    h2o_hostconf_t *hostconf;
+    uv_loop_t loop;               /**< the private loop */
+    h2o_globalconf_t globalconf;  /**< the configuration the module is registered in */
+    h2o_hostconf_t *hostconf;     /**< its one host, "default" */
     h2o_context_t ctx;            /**< valid after weir_harness_start */
     h2o_conn_t conn;              /**< the loopback connection */
     uv_timer_t *tick;             /**< private: bounds each blocking loop run */
@@ -54,7 +54,7 @@ struct st_weir_harness_t {
     size_t answers_after_dispose; /**< sends made to a request after it was disposed */
     uv_handle_t *h2o_handles[8];  /**< private: handles of h2o's own context that keep the loop alive */
     size_t num_h2o_handles;       /**< private */
-    int started;
+    int started;                  /**< weir_harness_start was called */
 };
 
 /** Makes a harness: its loop, a globalconf with host "default"; starts tracking weir's allocations on this thread. */
