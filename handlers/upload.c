@@ -436,3 +436,21 @@ int weir_upload_register(h2o_pathconf_t *pathconf, const weir_upload_settings_t 
         apply_newest_limits(sg);
     return 0;
 }
+
+int weir_upload_stats(h2o_pathconf_t *pathconf, h2o_context_t *ctx, weir_upload_stats_t *st)
+{
+    for (size_t i = 0; i != pathconf->handlers.size; ++i) {
+        h2o_handler_t *handler = pathconf->handlers.entries[i];
+        if (handler->on_req != on_req)
+            continue;
+        upload_handler_t *self = (void *)handler;
+        upload_thread_t *thread = h2o_context_get_handler_context(ctx, handler);
+        weir_gate_stats(self->gate, &st->gate);
+        st->delays = weir_wheel_pending(thread->wheel);
+        st->queued = 0;
+        for (h2o_linklist_t *l = thread->waiting.next; l != &thread->waiting; l = l->next)
+            ++st->queued;
+        return 0;
+    }
+    return -ENOENT;
+}

@@ -397,6 +397,7 @@ static worker_gen_t *worker_gen_create(worker_t *worker, generation_t *gen)
     wg->worker = worker;
     wg->gen = gen;
     h2o_context_init(&wg->ctx, &worker->loop, &gen->globalconf);
+    weir_metrics_thread_prepare(weir_metrics_default());
     wg->accept_ctxs = weir_calloc(gen->conf.num_listeners, sizeof(*wg->accept_ctxs));
     for (size_t i = 0; i != gen->conf.num_listeners; ++i) {
         wg->accept_ctxs[i].ctx = &wg->ctx;
