@@ -8,12 +8,14 @@ BUILD_TYPE  ?= RelWithDebInfo
 WERROR      ?= OFF
 JOBS        ?= $(shell nproc 2>/dev/null || echo 2)
 CTEST_ARGS  ?=
+STRESS      ?=
 
 BUILD_DEPS = build-essential cmake pkg-config libh2o-dev libuv1-dev libyaml-dev libyajl-dev \
              libhiredis-dev libcmocka-dev libssl-dev libcurl4-openssl-dev
-TEST_DEPS  = python3 curl openssl ca-certificates apache2-utils nghttp2-client redis-server python3-boto3
+TEST_DEPS  = python3 curl openssl ca-certificates apache2-utils nghttp2-client redis-server python3-boto3 \
+             python3-h2 slowhttptest
 
-.PHONY: all build run test test-asan deps test-deps clean format deb deb-focal test-package bench bench-quick
+.PHONY: all build run test test-asan deps test-deps clean format deb deb-focal test-package bench bench-quick stress
 
 all: build
 
@@ -40,6 +42,15 @@ test-asan: test-deps
 	cmake -S . -B $(ASAN_DIR) -DCMAKE_BUILD_TYPE=Debug -DWEIR_SANITIZE=ON -DWEIR_WERROR=$(WERROR)
 	cmake --build $(ASAN_DIR) -j $(JOBS)
 	cd $(ASAN_DIR) && ctest --output-on-failure $(CTEST_ARGS)
+
+# The abuse suite at full scale (tests/stress/): about 25 minutes; writes tests/stress/RESULTS.md and
+# tests/stress/results/*.json. The cancellation scenario runs on the ASan build. STRESS="name ..." runs only those.
+stress: test-deps $(BUILD_DIR)/CMakeCache.txt
+	cmake --build $(BUILD_DIR) -j $(JOBS)
+	cmake -S . -B $(ASAN_DIR) -DCMAKE_BUILD_TYPE=Debug -DWEIR_SANITIZE=ON -DWEIR_WERROR=$(WERROR)
+	cmake --build $(ASAN_DIR) -j $(JOBS) --target weir
+	WEIR_BIN=$(CURDIR)/$(BUILD_DIR)/weir /usr/bin/python3 tests/stress/stress.py --scale full --results tests/stress \
+	    --asan-bin $(ASAN_DIR)/weir $(STRESS)
 
 format:
 	clang-format -i include/weir/*.h src/*.c src/redis/*.c handlers/*.c tests/unit/*.c tests/unit/*.h
