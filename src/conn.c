@@ -307,10 +307,49 @@ uv_write_cb weir__conn_write_start(uv_stream_t *stream, uv_write_cb cb)
     return on_write_done;
 }
 
+/* Whether the peer of an HTTP/1 connection has closed or reset it: nothing to read and an end of stream, or an error.
+ * Bytes waiting (a pipelined request) mean it has not. */
+static int peer_gone(weir_conn_t *conn)
+{
+    char c;
+    int fd = h2o_socket_get_fd(conn->sock);
+    if (fd < 0)
+        return 0;
+    ssize_t n = recv(fd, &c, 1, MSG_PEEK | MSG_DONTWAIT);
+    return n == 0 || (n < 0 && errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR);
+}
+
+/*
+ * h2o 2.2.5 does not read an HTTP/1 connection while it handles its request, so it does not see a client that has gone
+ * until it writes the answer: a queued /calc sum would still be computed, an upload would keep its place in the queue
+ * until its turn, and the descriptor would stay open meanwhile. Such a connection (cleartext, h2o not reading it, no
+ * answer being written) whose peer has closed is handed to h2o's own reader with the error a read would have given:
+ * h2o closes it and disposes of its request, whose destructor cancels the work (as a reset does on HTTP/2).
+ */
+static size_t close_gone_http1(weir_conn_registry_t *reg)
+{
+    size_t closed = 0;
+    for (h2o_linklist_t *l = reg->conns.next; l != &reg->conns; l = l->next) {
+        weir_conn_t *conn = H2O_STRUCT_FROM_MEMBER(weir_conn_t, link, l);
+        if (conn->guard_mode != GUARD_HTTP1 || conn->is_http2 || conn->read_cb == NULL || conn->sock->ssl != NULL ||
+            conn->sock->_cb.read != NULL || conn->writing || conn->answers != 0 || conn->gone)
+            continue;
+        if (peer_gone(conn)) {
+            /* the record is freed by libuv's close callback, later: the list stays valid */
+            conn->gone = 1;
+            conn->read_cb(conn->sock, h2o_socket_error_closed);
+            ++closed;
+        }
+    }
+    return closed;
+}
+
 size_t weir_conn_registry_sweep(weir_conn_registry_t *reg, uint64_t write_timeout_ms)
 {
     uint64_t now = uv_now(reg->loop);
     size_t aborted = 0;
+
+    reg->gone_closed += close_gone_http1(reg);
 
     for (h2o_linklist_t *l = reg->busy.next; l != &reg->busy;) {
         weir_conn_t *conn = H2O_STRUCT_FROM_MEMBER(weir_conn_t, busy_link, l);

@@ -68,6 +68,7 @@ struct st_weir_conn_t {
     size_t unacked;           /* the kernel's send queue when last looked at */
     unsigned answers;         /* answers started and not yet delivered (their requests not disposed) */
     int writing;
+    int gone; /* HTTP/1: the peer left while h2o was handling its request; handed to h2o to be closed */
     /* HTTP/2: RST_STREAM frames from the client, counted in one-second windows */
     int is_http2;
     int reset_refused;     /* the budget was exceeded: the connection is being closed */
@@ -87,6 +88,8 @@ struct st_weir_conn_registry_t {
     uint64_t reset_log_at; /* loop time of the last message about a connection closed for its resets */
     size_t reset_quiet;    /* such connections not logged since */
     size_t reset_closed;   /**< read-only: connections closed for exceeding the reset budget, since the start */
+    size_t gone_closed;    /**< read-only: HTTP/1 connections closed by weir_conn_registry_sweep because their client
+                                left while its request was being handled */
     weir_conn_closed_cb on_closed;
     struct {
         weir_conn_t **slots;
@@ -153,7 +156,10 @@ void weir_conn_answer_started(h2o_req_t *req);
 
 /**
  * Aborts the connections that are busy (answers started, or a write in flight) and have made no progress for
- * @p write_timeout_ms of loop time. @return how many were aborted.
+ * @p write_timeout_ms of loop time. Also closes the cleartext HTTP/1 connections whose client has closed or reset
+ * them while h2o handles their request (h2o 2.2.5 reads nothing then, and would only notice when it answers), so that
+ * the request is disposed of and its work cancelled (counted in gone_closed). Call about once a second.
+ * @return how many were aborted for the write timeout.
  */
 size_t weir_conn_registry_sweep(weir_conn_registry_t *reg, uint64_t write_timeout_ms);
 

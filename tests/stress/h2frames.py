@@ -80,22 +80,24 @@ class FrameReader:
         self.settings_to_ack = 0  # SETTINGS frames of the server not acknowledged yet
 
     def feed(self, data):
-        self.buf += data
-        while len(self.buf) >= 9:
-            n = int.from_bytes(self.buf[:3], "big")
-            if len(self.buf) < 9 + n:
+        buf = self.buf + data if self.buf else data
+        pos, end = 0, len(buf)
+        counts, ended = self.counts, self.ended
+        while end - pos >= 9:
+            n = (buf[pos] << 16) | (buf[pos + 1] << 8) | buf[pos + 2]
+            if end - pos < 9 + n:
                 break
-            ftype, flags, payload = self.buf[3], self.buf[4], self.buf[9:9 + n]
-            sid = int.from_bytes(self.buf[5:9], "big") & 0x7FFFFFFF
-            self.buf = self.buf[9 + n:]
-            self.counts[ftype] = self.counts.get(ftype, 0) + 1
-            if (ftype in (DATA, HEADERS) and flags & END_STREAM) or ftype == RST_STREAM:
-                self.ended.add(sid)
+            ftype, flags = buf[pos + 3], buf[pos + 4]
+            counts[ftype] = counts.get(ftype, 0) + 1
+            if (ftype <= HEADERS and flags & END_STREAM) or ftype == RST_STREAM:
+                ended.add(int.from_bytes(buf[pos + 5:pos + 9], "big") & 0x7FFFFFFF)
             elif ftype == SETTINGS and not flags & ACK:
                 self.settings_to_ack += 1
-            if ftype == GOAWAY and len(payload) >= 8:
-                last, code = struct.unpack(">II", payload[:8])
-                self.goaway = (last & 0x7FFFFFFF, code, payload[8:].decode("latin-1", "replace"))
+            elif ftype == GOAWAY and n >= 8:
+                last, code = struct.unpack_from(">II", buf, pos + 9)
+                self.goaway = (last & 0x7FFFFFFF, code, bytes(buf[pos + 17:pos + 9 + n]).decode("latin-1", "replace"))
+            pos += 9 + n
+        self.buf = buf[pos:]
 
     def goaway_text(self):
         if self.goaway is None:
