@@ -701,6 +701,9 @@ def cancellation(scale):
                         "(closed, half with a reset), 70%% over h2c (RST_STREAM; a fifth of the connections closed "
                         "with streams open), from 2 processes" % n, scale)
     result.note("binary: %s (%s)" % (wt.WEIR_BIN, "AddressSanitizer + UBSan" if sanitized else "release build"))
+    if sanitized:
+        result.note("under ASan the RSS includes ASan's quarantine of freed memory (256 MiB by default) and its "
+                    "allocator's caches, which it keeps after the run; LeakSanitizer at exit is the leak check")
     result.note("http2-reset-budget 0 here: these clients reset far more than 200 streams a second per connection, "
                 "and the point is what cancelling costs, not the budget (scenario h2_rapid_reset)")
     with wt.RedisServer() as redis:
