@@ -151,15 +151,8 @@ static int on_req(h2o_handler_t *_self, h2o_req_t *req)
     calc_handler_t *self = (void *)_self;
     uint64_t n;
 
-    if (!weir_path_is_exact(req)) {
-        weir_respond_not_found(req);
+    if (weir_get_or_respond(req) != 0)
         return 0;
-    }
-    if (!h2o_memis(req->method.base, req->method.len, H2O_STRLIT("GET")) &&
-        !h2o_memis(req->method.base, req->method.len, H2O_STRLIT("HEAD"))) {
-        weir_respond_method_not_allowed(req, "GET, HEAD");
-        return 0;
-    }
     if (parse_n_or_respond(req, &self->settings, &n) != 0)
         return 0;
 

@@ -93,15 +93,8 @@ static int on_req(h2o_handler_t *_self, h2o_req_t *req)
     static const char LIVE[] = "{\"status\": \"ok\"}";
     status_handler_t *self = (void *)_self;
 
-    if (!weir_path_is_exact(req)) {
-        weir_respond_not_found(req);
+    if (weir_get_or_respond(req) != 0)
         return 0;
-    }
-    if (!h2o_memis(req->method.base, req->method.len, H2O_STRLIT("GET")) &&
-        !h2o_memis(req->method.base, req->method.len, H2O_STRLIT("HEAD"))) {
-        weir_respond_method_not_allowed(req, "GET, HEAD");
-        return 0;
-    }
     /* probes and scrapers want the answer of now */
     h2o_add_header(&req->pool, &req->res.headers, H2O_TOKEN_CACHE_CONTROL, NULL, H2O_STRLIT("no-store"));
     switch (self->what) {

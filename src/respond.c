@@ -151,6 +151,20 @@ int weir_path_is_exact(h2o_req_t *req)
     return h2o_memis(path.base, path.len, conf.base, conf.len);
 }
 
+int weir_get_or_respond(h2o_req_t *req)
+{
+    if (!weir_path_is_exact(req)) {
+        weir_respond_not_found(req);
+        return -1;
+    }
+    if (!h2o_memis(req->method.base, req->method.len, H2O_STRLIT("GET")) &&
+        !h2o_memis(req->method.base, req->method.len, H2O_STRLIT("HEAD"))) {
+        weir_respond_method_not_allowed(req, "GET, HEAD");
+        return -1;
+    }
+    return 0;
+}
+
 /* One yajl generator per thread, reused for every string: quoting then costs no allocation beyond the copy into the
  * request's pool. The generator is freed when its thread exits. */
 static pthread_key_t gen_key;

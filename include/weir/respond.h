@@ -52,6 +52,13 @@ void weir_respond_not_found(h2o_req_t *req);
 int weir_path_is_exact(h2o_req_t *req);
 
 /**
+ * For the read-only endpoints: answers 404 when the path is not exact (weir_path_is_exact) and 405 (Allow: GET, HEAD)
+ * when the method is neither GET nor HEAD.
+ * @return 0 when the request is a GET or HEAD of the path (nothing answered), -1 when answered.
+ */
+int weir_get_or_respond(h2o_req_t *req);
+
+/**
  * Writes @p s as a quoted JSON string into @p pool (NUL-terminated, the NUL not counted).
  * @return 0, or -EILSEQ when @p s is not valid UTF-8 (nothing written).
  */
