@@ -1,75 +1,43 @@
 /*
  * POST /upload: each request waits for a slot of the handler's gate (FIFO, shared by all worker threads), holds it
- * for a random delay on its worker's timing wheel (one uv timer per thread, not one per request), then answers.
+ * while the handler's backend uploads (upload_backend.h: a random delay on the worker's timing wheel, or a PUT to an
+ * S3-compatible store), then answers.
  *
  * The job lives in one shared allocation on the request pool, so it is freed with the request and nothing outlives
  * it; h2o calls its destructor when the request is disposed (answered, reset, or the client is gone). That destructor
  * is the one place that cancels: whatever the job's state, it gives the slot (or the place in the queue) back and
- * takes the delay off the wheel.
+ * stops the backend's work.
  */
 #include <errno.h>
 #include <pthread.h>
 #include <stdlib.h>
-#include <time.h>
+#include <string.h>
 #include "weir/common.h"
 #include "weir/gate.h"
 #include "weir/respond.h"
 #include "weir/upload.h"
-#include "weir/wheel.h"
+#include "weir/upload_backend.h"
 
 typedef struct st_upload_handler_t {
     h2o_handler_t super;
     weir_upload_settings_t settings;
     weir_gate_t gate;
+    weir_upload_backend_t *backend;
 } upload_handler_t;
 
 /* Per worker thread (the handler's context). */
 typedef struct st_upload_thread_t {
     weir_gate_inbox_t *inbox;
-    weir_wheel_t *wheel;
+    weir_upload_backend_thread_t *backend;
 } upload_thread_t;
 
 typedef struct st_upload_job_t {
     weir_gate_waiter_t waiter;
-    weir_wheel_entry_t delay;
+    weir_upload_op_t op;
     upload_handler_t *handler;
     upload_thread_t *thread;
     h2o_req_t *req; /* NULL once answered */
 } upload_job_t;
-
-static const char SUCCESS_BODY[] = "{\"success\": true}";
-
-uint32_t weir_upload_draw_delay(uint64_t *state, uint32_t min, uint32_t max)
-{
-    uint64_t range = (uint64_t)max - min + 1, limit = UINT64_MAX - UINT64_MAX % range, x;
-    do {
-        /* xorshift64* */
-        x = *state;
-        x ^= x >> 12;
-        x ^= x << 25;
-        x ^= x >> 27;
-        *state = x;
-        x *= UINT64_C(2685821657736338717);
-    } while (x >= limit);
-    return min + (uint32_t)(x % range);
-}
-
-static uint64_t *thread_rng(void)
-{
-    static __thread uint64_t state;
-    if (state == 0) {
-        /* splitmix64 of the time and the thread, so that threads draw different sequences */
-        struct timespec ts;
-        clock_gettime(CLOCK_MONOTONIC, &ts);
-        uint64_t z = (uint64_t)ts.tv_nsec ^ ((uint64_t)ts.tv_sec << 32) ^ (uint64_t)(uintptr_t)&state;
-        z += UINT64_C(0x9e3779b97f4a7c15);
-        z = (z ^ (z >> 30)) * UINT64_C(0xbf58476d1ce4e5b9);
-        z = (z ^ (z >> 27)) * UINT64_C(0x94d049bb133111eb);
-        z ^= z >> 31;
-        state = z != 0 ? z : 1;
-    }
-    return &state;
-}
 
 /* Gives the slot back; returns the request, which may be answered now (that disposes the job). */
 static h2o_req_t *finish_job(upload_job_t *job)
@@ -83,22 +51,45 @@ static h2o_req_t *finish_job(upload_job_t *job)
 static void on_job_dispose(void *_job)
 {
     upload_job_t *job = _job;
-    /* Answered, or the client went away while queued or during its delay: both calls are no-ops when done already. */
+    /* Answered, or the client went away while queued or during its upload: both calls are no-ops when done already. */
     weir_gate_release(&job->handler->gate, &job->waiter);
-    weir_wheel_cancel(job->thread->wheel, &job->delay);
+    weir_upload_backend_t *backend = job->handler->backend;
+    backend->vt->cancel(backend, &job->op);
 }
 
-static void on_delay_done(weir_wheel_entry_t *delay)
+static const char *status_reason(int status)
 {
-    h2o_req_t *req = finish_job(H2O_STRUCT_FROM_MEMBER(upload_job_t, delay, delay));
-    weir_respond_json(req, 200, "OK", SUCCESS_BODY, sizeof(SUCCESS_BODY) - 1);
+    switch (status) {
+    case 200:
+        return "OK";
+    case 400:
+        return "Bad Request";
+    case 502:
+        return "Bad Gateway";
+    case 503:
+        return "Service Unavailable";
+    case 504:
+        return "Gateway Timeout";
+    default:
+        return "Internal Server Error";
+    }
 }
 
-static void start_delay(upload_job_t *job)
+static void on_upload_done(weir_upload_op_t *op, const weir_upload_result_t *result)
 {
-    const weir_upload_settings_t *s = &job->handler->settings;
-    uint32_t delay = weir_upload_draw_delay(thread_rng(), s->delay_min_ms, s->delay_max_ms);
-    weir_wheel_add(job->thread->wheel, &job->delay, delay, on_delay_done);
+    h2o_req_t *req = finish_job(H2O_STRUCT_FROM_MEMBER(upload_job_t, op, op));
+    if (result->close_connection)
+        req->http1_is_persistent = 0;
+    if (result->status == 200)
+        weir_respond_json(req, 200, "OK", result->body.base, result->body.len);
+    else
+        weir_respond_error(req, result->status, status_reason(result->status), result->error);
+}
+
+static void start_upload(upload_job_t *job)
+{
+    weir_upload_backend_t *backend = job->handler->backend;
+    backend->vt->start(backend, &job->op, on_upload_done);
 }
 
 static void on_granted(weir_gate_waiter_t *waiter)
@@ -111,7 +102,7 @@ static void on_granted(weir_gate_waiter_t *waiter)
         weir_respond_error(req, 503, "Service Unavailable", "client went away");
         return;
     }
-    start_delay(job);
+    start_upload(job);
 }
 
 static int on_req(h2o_handler_t *_self, h2o_req_t *req)
@@ -129,9 +120,13 @@ static int on_req(h2o_handler_t *_self, h2o_req_t *req)
 
     upload_job_t *job = h2o_mem_alloc_shared(&req->pool, sizeof(*job), on_job_dispose);
     *job = (upload_job_t){.handler = self, .thread = h2o_context_get_handler_context(req->conn->ctx, &self->super), .req = req};
+    job->op.req = req;
+    job->op.thread = job->thread->backend;
+    if (self->backend->vt->prepare(self->backend, &job->op) != 0)
+        return 0; /* answered */
 
     if (weir_gate_acquire(&self->gate, job->thread->inbox, &job->waiter, on_granted))
-        start_delay(job);
+        start_upload(job);
     return 0;
 }
 
@@ -140,7 +135,8 @@ static void on_context_init(h2o_handler_t *_self, h2o_context_t *ctx)
     upload_handler_t *self = (void *)_self;
     upload_thread_t *thread = weir_malloc(sizeof(*thread));
     thread->inbox = weir_gate_inbox_create(&self->gate, ctx->loop);
-    thread->wheel = weir_wheel_create(ctx->loop, self->settings.delay_max_ms);
+    if (self->backend->vt->thread_start(self->backend, ctx->loop, &thread->backend) != 0)
+        h2o_fatal("upload: cannot start the upload backend on a worker thread");
     h2o_context_set_handler_context(ctx, &self->super, thread);
 }
 
@@ -149,7 +145,7 @@ static void on_context_dispose(h2o_handler_t *_self, h2o_context_t *ctx)
     upload_handler_t *self = (void *)_self;
     upload_thread_t *thread = h2o_context_get_handler_context(ctx, &self->super);
     weir_gate_inbox_destroy(thread->inbox);
-    weir_wheel_destroy(thread->wheel);
+    self->backend->vt->thread_stop(self->backend, thread->backend);
     free(thread);
 }
 
@@ -157,18 +153,30 @@ static void on_dispose(h2o_handler_t *_self)
 {
     upload_handler_t *self = (void *)_self;
     weir_gate_dispose(&self->gate);
+    self->backend->vt->destroy(self->backend);
 }
 
 int weir_upload_register(h2o_pathconf_t *pathconf, const weir_upload_settings_t *s)
 {
+    weir_upload_backend_t *backend;
+    int ret;
+
     if (s->concurrency == 0 || s->delay_min_ms > s->delay_max_ms)
         return -EINVAL;
+    if (s->backend == WEIR_UPLOAD_BACKEND_S3) {
+        if ((ret = weir_upload_s3_create(&s->s3, weir_upload_store_connections(s), &backend)) != 0)
+            return ret;
+    } else {
+        backend = weir_upload_delay_create(s->delay_min_ms, s->delay_max_ms);
+    }
     upload_handler_t *self = (void *)h2o_create_handler(pathconf, sizeof(*self));
     self->super.on_req = on_req;
     self->super.on_context_init = on_context_init;
     self->super.on_context_dispose = on_context_dispose;
     self->super.dispose = on_dispose;
     self->settings = *s;
+    memset(&self->settings.s3, 0, sizeof(self->settings.s3)); /* the backend has its own copy */
+    self->backend = backend;
     weir_gate_init(&self->gate, s->concurrency);
     return 0;
 }
