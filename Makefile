@@ -22,6 +22,7 @@ deps:
 
 test-deps: deps
 	@scripts/ensure-packages.sh $(TEST_DEPS)
+	@scripts/ensure-s3rver.sh
 
 $(BUILD_DIR)/CMakeCache.txt:
 	cmake -S . -B $(BUILD_DIR) -DCMAKE_BUILD_TYPE=$(BUILD_TYPE) -DWEIR_WERROR=$(WERROR)
