@@ -309,6 +309,38 @@ class UploadS3Test(unittest.TestCase):
             h2.close()
         self.leave_mid_put(leave)
 
+    def test_clients_killed_at_random_moments(self):
+        """HTTP/2 clients killed while their 2 MiB image is being sent, hashed off the loop, waiting for a slot, or PUT:
+        every state's cancellation runs (under ASan in the sanitizer build); afterwards all slots are free and only
+        the objects of answered uploads remain."""
+        wt.require("curl")
+        import random
+        rnd = random.Random(int(os.environ.get("WEIR_TEST_SEED", "0")) or None)
+        with S3rver() as store, Relay(("127.0.0.1", store.port)) as relay, \
+                Weir(config(s3_keys(relay.endpoint, concurrency=2))) as w:
+            d = wt.temp_dir("weir-img-")
+            path = os.path.join(d, "big.jpg")
+            with open(path, "wb") as f:
+                f.write(image(2 * 1024 * 1024))
+            procs = []
+            for i in range(40):
+                procs.append(subprocess.Popen(["curl", "-s", "-o", "/dev/null", "--http2-prior-knowledge",
+                                               "-F", "image=@%s;type=image/jpeg" % path, w.url("/upload")],
+                                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL))
+                time.sleep(rnd.uniform(0, 0.02))
+                if i % 4 != 3:  # three in four are killed, at a random moment
+                    victim = procs[rnd.randrange(len(procs))]
+                    victim.kill()
+            for p in procs:
+                p.wait(60)
+            self.assertTrue(wt.wait_until(lambda: relay.in_flight == 0, 30))
+            time.sleep(1.5)  # the DELETEs of aborted PUTs
+            # every slot is back: two uploads at once, at once
+            results = parallel(post_raw, [(w.url("/upload"), b"after", "image/png")] * 2)
+            self.assertEqual([r[0] for r in results], [200, 200], results)
+            self.assertLessEqual(relay.max_in_flight, 2)
+            self.assertIn(results[0][2]["key"], store.keys())
+
     def test_clean_shutdown_with_puts_in_flight(self):
         with S3rver() as store, Relay(("127.0.0.1", store.port), mode="hold", hold=1.0) as relay:
             w = Weir(config(s3_keys(relay.endpoint, concurrency=2), settings=[("graceful-shutdown-timeout", 20)]))
