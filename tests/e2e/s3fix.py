@@ -46,11 +46,12 @@ def require_store():
         _skip("boto3 is not installed (Debian package python3-boto3)")
 
 
-def boto3_client(endpoint, key_id=KEY_ID, secret=SECRET):
+def boto3_client(endpoint, key_id=KEY_ID, secret=SECRET, verify=None):
+    """A boto3 S3 client of the store; verify: the CA file of an https store."""
     import boto3
     from botocore.config import Config as BotoConfig
     return boto3.client("s3", endpoint_url=endpoint, aws_access_key_id=key_id, aws_secret_access_key=secret,
-                        region_name=REGION,
+                        region_name=REGION, verify=verify,
                         config=BotoConfig(s3={"addressing_style": "path"}, retries={"max_attempts": 1}))
 
 
@@ -113,6 +114,8 @@ class S3rver:
         wt_tmp.untrack_process(self)
 
     def client(self, **kw):
+        if self.tls:
+            kw.setdefault("verify", self.tls[0])
         return boto3_client(self.endpoint, **kw)
 
     def keys(self, bucket="images"):

@@ -144,6 +144,20 @@ class UploadS3Test(unittest.TestCase):
             obj = store.client().get_object(Bucket="images", Key=key)
             self.assertEqual((obj["ContentType"], obj["Body"].read()), ("application/octet-stream", b"ABC"))
 
+    def test_https_store_verified_against_the_ca_file(self):
+        cert, key = wt.make_cert()
+        with S3rver(tls=(cert, key)) as store:
+            self.assertTrue(store.endpoint.startswith("https://"))
+            with Weir(config(s3_keys(store.endpoint, **{"upload.s3.ca-file": cert}))) as w:
+                status, _, body = post_raw(w.url("/upload"), b"over tls", "image/png")
+                self.assertEqual(status, 200, body)
+                self.check_object(store, body, b"over tls", "image/png")
+            # without the CA file the self-signed certificate is refused: nothing is sent
+            with Weir(config(s3_keys(store.endpoint))) as w:
+                status, _, body = post_raw(w.url("/upload"), b"over tls", "image/png")
+                self.assertEqual(status, 502, body)
+                self.assertIn("store connection failed", body["error"])
+
     # --- bad requests ---------------------------------------------------------------------------------------------
     def test_bad_requests_are_400_and_store_nothing(self):
         keys = s3_keys("http://127.0.0.1:1")  # never reached: nothing here may get as far as the store
@@ -342,18 +356,24 @@ class UploadS3Test(unittest.TestCase):
             self.assertIn(results[0][2]["key"], store.keys())
 
     def test_clean_shutdown_with_puts_in_flight(self):
+        """SIGTERM with two PUTs in flight (their answers held back a second) and two uploads waiting: all four are
+        stored and answered 200, and weir exits 0."""
         with S3rver() as store, Relay(("127.0.0.1", store.port), mode="hold", hold=1.0) as relay:
             w = Weir(config(s3_keys(relay.endpoint, concurrency=2), settings=[("graceful-shutdown-timeout", 20)]))
             w.start()
             try:
-                results = []
-                t = threading.Thread(target=lambda: results.extend(
-                    parallel(post_raw, [(w.url("/upload"), b"%d" % i, "image/png") for i in range(4)])))
-                t.start()
+                conns = []
+                for i in range(4):
+                    conn = wt.HTTP1Conn(w.port, timeout=30)
+                    conn.send(b"POST /upload HTTP/1.1\r\nHost: x\r\nContent-Type: image/png\r\n"
+                              b"Content-Length: 1\r\n\r\n%d" % i)
+                    conns.append(conn)
                 self.assertTrue(wt.wait_until(lambda: len(relay.seen("PUT")) >= 2, 10))
                 w.signal(15)
-                t.join(60)
-                self.assertEqual([r[0] for r in results], [200] * 4, results)
+                statuses = [conn.read_response().status for conn in conns]
+                self.assertEqual(statuses, [200] * 4)
+                for conn in conns:
+                    conn.close()
                 self.assertEqual(w.stop(), 0)
             finally:
                 w.kill()
