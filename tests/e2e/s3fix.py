@@ -6,6 +6,7 @@ paths seen) and can hold the store's answers back or swallow requests, to play a
 s3rver's own account is S3RVER / S3RVER; it verifies SigV4 signatures (a wrong secret gets 403
 SignatureDoesNotMatch), accepts anonymous requests and does not check x-amz-content-sha256."""
 
+import hashlib
 import os
 import re
 import select
@@ -176,6 +177,8 @@ class _Conn:
         self.answered = []  # methods of requests whose answers are read but not yet passed on
         self.counted = 0  # PUTs of this connection counted in the relay's in_flight
         self.held = b""  # answer bytes held back
+        self.body_hash = None  # SHA-256 of the PUT body being read
+        self.claimed_hash = None  # its x-amz-content-sha256
         self.hold_until = None
 
 
@@ -185,7 +188,8 @@ class Relay:
     mode "forward": pass everything; "hold": forward requests at once but hold the store's answers to PUTs for `hold`
     seconds (the PUT lands at the store, its answer is late); "blackhole": accept and read, never connect upstream or
     answer. Counts PUTs in flight (request line seen, answer not yet passed on); max_in_flight is the most at once.
-    requests: [(method, path)] in the order seen."""
+    requests: [(method, path)] in the order seen; payload_hashes: what each PUT claimed as its body's SHA-256 (the
+    store does not check it) and what it was."""
 
     def __init__(self, target, mode="forward", hold=0.0):
         self.target = target
@@ -195,6 +199,7 @@ class Relay:
         self.in_flight = 0
         self.max_in_flight = 0
         self.requests = []
+        self.payload_hashes = []  # [(x-amz-content-sha256 sent, SHA-256 of the body sent)] of every complete PUT
         self.connections = 0
         self.listener = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
         self.listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
@@ -301,11 +306,17 @@ class Relay:
         while True:
             if c.req_need is not None:
                 take = min(c.req_need, len(c.req_buf))
+                if c.body_hash is not None:
+                    c.body_hash.update(c.req_buf[:take])
                 c.req_buf = c.req_buf[take:]
                 c.req_need -= take
                 if c.req_need:
                     return
                 c.req_need = None
+                if c.body_hash is not None:
+                    with self.lock:
+                        self.payload_hashes.append((c.claimed_hash, c.body_hash.hexdigest()))
+                    c.body_hash = None
             end = c.req_buf.find(b"\r\n\r\n")
             if end < 0:
                 return
@@ -320,7 +331,15 @@ class Relay:
                         c.counted += 1
                         self.max_in_flight = max(self.max_in_flight, self.in_flight)
                 c.open_requests.append(method)
+                if method == b"PUT":
+                    claimed = re.search(rb"(?im)^x-amz-content-sha256:\s*(\S+)", head)
+                    c.claimed_hash = claimed.group(1).decode() if claimed else None
+                    c.body_hash = hashlib.sha256()
             c.req_need = _content_length(head)
+            if c.req_need == 0 and c.body_hash is not None:
+                with self.lock:
+                    self.payload_hashes.append((c.claimed_hash, c.body_hash.hexdigest()))
+                c.body_hash = None
 
     def _from_up(self, c):
         try:

@@ -6,6 +6,7 @@ object deleted); the gate seen from the store (never more PUTs in flight than sl
 PUT is in flight (HTTP/1 and HTTP/2: PUT aborted, slot back, nothing left in the bucket); credentials from the
 environment; and what `weir -t` checks."""
 
+import hashlib
 import json
 import os
 import re
@@ -112,6 +113,26 @@ class UploadS3Test(unittest.TestCase):
                         seen.add(body["key"])
             self.assertEqual(len(seen), 3 * len(protocols) * 2, "every key is new")
             self.assertEqual(sorted(seen), store.keys())
+
+    def test_signed_payload_hash_is_the_body_sha256(self):
+        """The store does not check x-amz-content-sha256, so the relay does: for bodies hashed on the loop and on
+        the hashing threads (64 KiB is the limit), raw and multipart, HTTP/1.1 and h2c."""
+        with S3rver() as store, Relay(("127.0.0.1", store.port)) as relay, \
+                Weir(config(s3_keys(relay.endpoint))) as w:
+            sizes = (1, 1000, 64 * 1024, 64 * 1024 + 1, 300 * 1024, 5 * 1024 * 1024)
+            sent = 0
+            for size in sizes:
+                data = image(size, seed=size + 7)
+                for post, args in ((post_raw, ("--http1.1",)), (post_multipart, ("--http2-prior-knowledge",))):
+                    status, _, body = post(w.url("/upload"), data, "image/jpeg", *args)
+                    self.assertEqual(status, 200, (size, body))
+                    sent += 1
+            self.assertEqual(len(relay.payload_hashes), sent)
+            for claimed, actual in relay.payload_hashes:
+                self.assertEqual(claimed, actual)
+            # and the hashes are those of the images
+            want = sorted(hashlib.sha256(image(size, seed=size + 7)).hexdigest() for size in sizes)
+            self.assertEqual(sorted(set(a for _, a in relay.payload_hashes)), want)
 
     def test_content_types_and_extensions(self):
         with S3rver() as store, Weir(config(s3_keys(store.endpoint, prefix="a b/é+~/"))) as w:
