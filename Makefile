@@ -10,10 +10,10 @@ JOBS        ?= $(shell nproc 2>/dev/null || echo 2)
 CTEST_ARGS  ?=
 
 BUILD_DEPS = build-essential cmake pkg-config libh2o-dev libuv1-dev libyaml-dev libyajl-dev \
-             libhiredis-dev libcmocka-dev libssl-dev libcurl4-openssl-dev
-TEST_DEPS  = python3 curl openssl ca-certificates apache2-utils nghttp2-client redis-server python3-boto3
+             libhiredis-dev libcmocka-dev libssl-dev libcurl4-openssl-dev libsystemd-dev
+TEST_DEPS  = python3 curl openssl ca-certificates apache2-utils nghttp2-client redis-server python3-boto3 python3-h2
 
-.PHONY: all build run test test-asan deps test-deps clean format deb deb-focal test-package bench bench-quick
+.PHONY: all configure build run test test-asan deps test-deps clean format deb deb-focal test-package bench bench-quick
 
 all: build
 
@@ -24,16 +24,18 @@ test-deps: deps
 	@scripts/ensure-packages.sh $(TEST_DEPS)
 	@scripts/ensure-s3rver.sh
 
-$(BUILD_DIR)/CMakeCache.txt:
-	cmake -S . -B $(BUILD_DIR) -DCMAKE_BUILD_TYPE=$(BUILD_TYPE) -DWEIR_WERROR=$(WERROR)
+# CMake is given the options on every run (it is quick when nothing changed), so that `make test WERROR=ON` after a
+# plain `make build` does build with -Werror.
+configure:
+	cmake -S . -B $(BUILD_DIR) -DCMAKE_BUILD_TYPE=$(BUILD_TYPE) -DWEIR_WERROR=$(WERROR) >/dev/null
 
-build: deps $(BUILD_DIR)/CMakeCache.txt
+build: deps configure
 	cmake --build $(BUILD_DIR) -j $(JOBS)
 
 run: build
 	$(BUILD_DIR)/weir -c $(CONFIG)
 
-test: test-deps $(BUILD_DIR)/CMakeCache.txt
+test: test-deps configure
 	cmake --build $(BUILD_DIR) -j $(JOBS)
 	cd $(BUILD_DIR) && ctest --output-on-failure $(CTEST_ARGS)
 
@@ -43,7 +45,7 @@ test-asan: test-deps
 	cd $(ASAN_DIR) && ctest --output-on-failure $(CTEST_ARGS)
 
 format:
-	clang-format -i include/weir/*.h src/*.c handlers/*.c tests/unit/*.c
+	clang-format -i include/weir/*.h src/*.c src/redis/*.c handlers/*.c tests/unit/*.c tests/unit/*.h
 
 clean:
 	rm -rf $(BUILD_DIR) $(ASAN_DIR)

@@ -14,9 +14,13 @@
 #include "weir/cache.h"
 #include "weir/common.h"
 #include "weir/respond.h"
+#include "weir/shared.h"
+
+typedef struct st_shared_backend_t shared_backend_t;
 
 typedef struct st_cache_handler_t {
     h2o_handler_t super;
+    shared_backend_t *shared;
     const weir_cache_backend_vtable_t *vt;
     void *data;
     size_t max_key_size;
@@ -269,13 +273,35 @@ static int on_req(h2o_handler_t *_self, h2o_req_t *req)
     return 0;
 }
 
+/* A backend shared by the handlers of every configuration generation whose backend settings are the same: a reload
+ * keeps the memory store's contents and the Redis connections. */
+struct st_shared_backend_t {
+    const weir_cache_backend_vtable_t *vt;
+    void *data;
+    weir_per_loop_t threads; /* the backend's per-thread state of each loop (a Redis pool) */
+};
+
+static int start_backend_thread(void *arg, uv_loop_t *loop, void **value)
+{
+    shared_backend_t *sb = arg;
+    *value = NULL;
+    return sb->vt->start(sb->data, loop, value);
+}
+
+static void stop_backend_thread(void *arg, void *value)
+{
+    shared_backend_t *sb = arg;
+    if (sb->vt->stop != NULL && value != NULL)
+        sb->vt->stop(sb->data, value);
+}
+
 static void on_context_init(h2o_handler_t *_self, h2o_context_t *ctx)
 {
     cache_handler_t *self = (cache_handler_t *)_self;
     void *thread = NULL;
 
     if (self->vt->start != NULL) {
-        int ret = self->vt->start(self->data, ctx->loop, &thread);
+        int ret = weir_per_loop_acquire(&self->shared->threads, ctx->loop, start_backend_thread, self->shared, &thread);
         if (ret != 0) {
             weir_error("cache: cannot start the %s backend on this thread: %s", self->vt->name, strerror(-ret));
             thread = NULL;
@@ -289,8 +315,8 @@ static void on_context_dispose(h2o_handler_t *_self, h2o_context_t *ctx)
     cache_handler_t *self = (cache_handler_t *)_self;
     void *thread = h2o_context_get_handler_context(ctx, &self->super);
 
-    if (self->vt->stop != NULL && thread != NULL)
-        self->vt->stop(self->data, thread);
+    if (self->vt->start != NULL && thread != NULL)
+        weir_per_loop_release(&self->shared->threads, ctx->loop, stop_backend_thread, self->shared);
     h2o_context_set_handler_context(ctx, &self->super, NULL);
 }
 
@@ -298,50 +324,92 @@ static void on_dispose(h2o_handler_t *_self)
 {
     cache_handler_t *self = (cache_handler_t *)_self;
 
-    self->vt->destroy(self->data);
+    weir_shared_release(self->shared);
 }
 
-int weir_cache_register(h2o_pathconf_t *pathconf, const weir_cache_settings_t *s)
-{
-    const weir_cache_backend_vtable_t *vt;
-    void *data;
+typedef struct st_create_args_t {
+    const weir_cache_settings_t *settings;
     int ret;
+} create_args_t;
 
-    if (s->max_key_size < 1 || s->max_key_size > 65536 || s->max_value_size > 512 * 1024 * 1024) {
-        weir_error("cache: max-key-size must be 1..65536 and max-value-size at most 512 MiB");
-        return -EINVAL;
-    }
+static void *create_shared_backend(void *_args)
+{
+    create_args_t *args = _args;
+    const weir_cache_settings_t *s = args->settings;
+    shared_backend_t *sb = weir_calloc(1, sizeof(*sb));
+
     switch (s->backend) {
     case WEIR_CACHE_BACKEND_MEMORY: {
         weir_cache_memory_options_t opts = {.max_bytes = s->memory_max_bytes,
                                             .max_entry_size = s->max_key_size + s->max_value_size};
-        if ((data = weir_cache_memory_create(&opts)) == NULL) {
+        if ((sb->data = weir_cache_memory_create(&opts)) == NULL) {
             weir_error("cache: memory.max-bytes (%llu) cannot hold one entry of max-key-size + max-value-size bytes",
                        (unsigned long long)s->memory_max_bytes);
-            return -EINVAL;
+            args->ret = -EINVAL;
+            goto Error;
         }
-        vt = &weir_cache_memory_vtable;
+        sb->vt = &weir_cache_memory_vtable;
     } break;
     case WEIR_CACHE_BACKEND_REDIS: {
         weir_cache_redis_options_t opts = {
             .url = s->redis_url, .pool_size = s->redis_pool, .timeout_ms = s->redis_timeout_ms, .prefix = s->redis_prefix};
         weir_cache_redis_t *redis;
-        if ((ret = weir_cache_redis_create(&opts, &redis)) != 0)
-            return ret;
-        data = redis;
-        vt = &weir_cache_redis_vtable;
+        if ((args->ret = weir_cache_redis_create(&opts, &redis)) != 0)
+            goto Error;
+        sb->data = redis;
+        sb->vt = &weir_cache_redis_vtable;
     } break;
     default:
+        args->ret = -EINVAL;
+        goto Error;
+    }
+    weir_per_loop_init(&sb->threads);
+    return sb;
+Error:
+    free(sb);
+    return NULL;
+}
+
+static void destroy_shared_backend(void *_sb)
+{
+    shared_backend_t *sb = _sb;
+    weir_per_loop_dispose(&sb->threads);
+    sb->vt->destroy(sb->data);
+    free(sb);
+}
+
+int weir_cache_register(h2o_pathconf_t *pathconf, const weir_cache_settings_t *s)
+{
+    char what[1024], key[1536];
+    int created;
+
+    if (s->max_key_size < 1 || s->max_key_size > WEIR_CACHE_MAX_KEY_SIZE_LIMIT || s->max_value_size > WEIR_CACHE_MAX_VALUE_SIZE_LIMIT) {
+        weir_error("cache: max-key-size must be 1..%d and max-value-size at most %d", WEIR_CACHE_MAX_KEY_SIZE_LIMIT,
+                   WEIR_CACHE_MAX_VALUE_SIZE_LIMIT);
         return -EINVAL;
     }
+    /* The store is kept across a reload when everything that shapes it is the same. */
+    if (s->backend == WEIR_CACHE_BACKEND_MEMORY)
+        snprintf(what, sizeof(what), "cache|memory|%llu|%zu|%zu", (unsigned long long)s->memory_max_bytes, s->max_key_size,
+                 s->max_value_size);
+    else
+        snprintf(what, sizeof(what), "cache|redis|%s|%u|%llu|%s",
+                 s->redis_url != NULL ? s->redis_url : WEIR_CACHE_DEFAULT_REDIS_URL, s->redis_pool,
+                 (unsigned long long)s->redis_timeout_ms, s->redis_prefix != NULL ? s->redis_prefix : "");
+    create_args_t args = {.settings = s};
+    shared_backend_t *sb = weir_shared_acquire(weir_shared_path_key(pathconf, what, key, sizeof(key)), create_shared_backend, &args,
+                                               destroy_shared_backend, &created);
+    if (sb == NULL)
+        return args.ret != 0 ? args.ret : -ENOMEM;
 
     cache_handler_t *self = (cache_handler_t *)h2o_create_handler(pathconf, sizeof(*self));
     self->super.on_context_init = on_context_init;
     self->super.on_context_dispose = on_context_dispose;
     self->super.dispose = on_dispose;
     self->super.on_req = on_req;
-    self->vt = vt;
-    self->data = data;
+    self->shared = sb;
+    self->vt = sb->vt;
+    self->data = sb->data;
     self->max_key_size = s->max_key_size;
     self->max_value_size = s->max_value_size;
     return 0;

@@ -3,6 +3,7 @@
 #include <string.h>
 #include "weir/cache.h"
 #include "weir/common.h"
+#include "weir/redis.h"
 
 void weir_cache_settings_init(weir_cache_settings_t *s)
 {
@@ -11,8 +12,8 @@ void weir_cache_settings_init(weir_cache_settings_t *s)
     s->max_value_size = WEIR_CACHE_DEFAULT_MAX_VALUE_SIZE;
     s->memory_max_bytes = WEIR_CACHE_DEFAULT_MEMORY_MAX_BYTES;
     s->redis_url = NULL;
-    s->redis_pool = 2;
-    s->redis_timeout_ms = 1000;
+    s->redis_pool = WEIR_CACHE_DEFAULT_REDIS_POOL;
+    s->redis_timeout_ms = WEIR_CACHE_DEFAULT_REDIS_TIMEOUT_MS;
     s->redis_prefix = NULL;
 }
 
@@ -61,29 +62,19 @@ static int parse_key(void *settings, const char *key, const weir_conf_node_t *va
             return -1;
         }
     } else if (strcmp(key, "cache.max-key-size") == 0) {
-        return parse_size(value, 1, 65536, &self->max_key_size, errs);
+        return parse_size(value, 1, WEIR_CACHE_MAX_KEY_SIZE_LIMIT, &self->max_key_size, errs);
     } else if (strcmp(key, "cache.max-value-size") == 0) {
-        return parse_size(value, 0, 512 * 1024 * 1024, &self->max_value_size, errs);
+        return parse_size(value, 0, WEIR_CACHE_MAX_VALUE_SIZE_LIMIT, &self->max_value_size, errs);
     } else if (strcmp(key, "cache.memory.max-bytes") == 0) {
         return weir_conf_to_size(value, 1, UINT64_C(1) << 50, &self->memory_max_bytes, errs);
     } else if (strcmp(key, "cache.redis.url") == 0) {
-        weir_cache_redis_target_t target;
-        char reason[160];
-        if (weir_conf_to_string(value, &str, errs) != 0)
-            return -1;
-        if (weir_cache_redis_parse_url(str, &target, reason, sizeof(reason)) != 0) {
-            weir_conf_error(errs, value, "invalid Redis URL \"%s\": %s", str, reason);
-            return -1;
-        }
-        weir_cache_redis_target_dispose(&target);
-        free(self->redis_url);
-        self->redis_url = weir_strdup(str);
+        return weir_redis_url_from_conf(value, &self->redis_url, errs);
     } else if (strcmp(key, "cache.redis.pool") == 0) {
-        if (weir_conf_to_int64(value, 1, 64, &i, errs) != 0)
+        if (weir_conf_to_int64(value, 1, WEIR_CACHE_MAX_REDIS_POOL, &i, errs) != 0)
             return -1;
         self->redis_pool = (unsigned)i;
     } else if (strcmp(key, "cache.redis.timeout") == 0) {
-        if (weir_conf_to_int64(value, 1, 600000, &i, errs) != 0)
+        if (weir_conf_to_int64(value, 1, WEIR_CACHE_MAX_REDIS_TIMEOUT_MS, &i, errs) != 0)
             return -1;
         self->redis_timeout_ms = (uint64_t)i;
     } else if (strcmp(key, "cache.redis.prefix") == 0) {

@@ -10,13 +10,22 @@
 #include "weir/calc.h"
 #include "weir/common.h"
 #include "weir/respond.h"
+#include "weir/shared.h"
 #include "weir/workpool.h"
 
 /* nice value of the pool threads that run sums: a saturated /calc leaves the worker loops the CPU they need */
 #define CALC_NICE 10
 
+/* The threads of a path and the inbox of each loop, shared by the handlers of every configuration generation with the
+ * same thread count (a reload keeps them). */
+typedef struct st_shared_pool_t {
+    weir_workpool_t *pool;
+    weir_per_loop_t inboxes;
+} shared_pool_t;
+
 typedef struct st_calc_handler_t {
     h2o_handler_t super;
+    shared_pool_t *shared;
     weir_calc_settings_t settings;
     weir_workpool_t *pool;
 } calc_handler_t;
@@ -161,10 +170,24 @@ static int on_req(h2o_handler_t *_self, h2o_req_t *req)
     return 0;
 }
 
+static int create_inbox(void *arg, uv_loop_t *loop, void **value)
+{
+    shared_pool_t *sp = arg;
+    return (*value = weir_workpool_inbox_create(sp->pool, loop)) != NULL ? 0 : -EMFILE;
+}
+
+static void destroy_inbox(void *arg, void *inbox)
+{
+    weir_workpool_inbox_destroy(inbox);
+}
+
 static void on_context_init(h2o_handler_t *_self, h2o_context_t *ctx)
 {
     calc_handler_t *self = (void *)_self;
-    h2o_context_set_handler_context(ctx, &self->super, weir_workpool_inbox_create(self->pool, ctx->loop));
+    void *inbox = NULL;
+    if (weir_per_loop_acquire(&self->shared->inboxes, ctx->loop, create_inbox, self->shared, &inbox) != 0)
+        inbox = NULL;
+    h2o_context_set_handler_context(ctx, &self->super, inbox);
 }
 
 static void on_context_dispose(h2o_handler_t *_self, h2o_context_t *ctx)
@@ -172,13 +195,29 @@ static void on_context_dispose(h2o_handler_t *_self, h2o_context_t *ctx)
     calc_handler_t *self = (void *)_self;
     weir_workpool_inbox_t *inbox = h2o_context_get_handler_context(ctx, &self->super);
     if (inbox != NULL)
-        weir_workpool_inbox_destroy(inbox);
+        weir_per_loop_release(&self->shared->inboxes, ctx->loop, destroy_inbox, self->shared);
 }
 
 static void on_dispose(h2o_handler_t *_self)
 {
     calc_handler_t *self = (void *)_self;
-    weir_workpool_destroy(self->pool);
+    weir_shared_release(self->shared);
+}
+
+static void *create_pool(void *threads)
+{
+    shared_pool_t *sp = weir_calloc(1, sizeof(*sp));
+    sp->pool = weir_workpool_create(*(unsigned *)threads, CALC_NICE);
+    weir_per_loop_init(&sp->inboxes);
+    return sp;
+}
+
+static void destroy_pool(void *_sp)
+{
+    shared_pool_t *sp = _sp;
+    weir_per_loop_dispose(&sp->inboxes);
+    weir_workpool_destroy(sp->pool);
+    free(sp);
 }
 
 int weir_calc_register(h2o_pathconf_t *pathconf, const weir_calc_settings_t *s)
@@ -196,6 +235,12 @@ int weir_calc_register(h2o_pathconf_t *pathconf, const weir_calc_settings_t *s)
     self->super.on_context_dispose = on_context_dispose;
     self->super.dispose = on_dispose;
     self->settings = *s;
-    self->pool = weir_workpool_create(threads, CALC_NICE);
+    /* A reload keeps the threads of a path whose thread count did not change. */
+    char what[64], key[1024];
+    int created;
+    snprintf(what, sizeof(what), "calc.pool|%u", threads);
+    self->shared =
+        weir_shared_acquire(weir_shared_path_key(pathconf, what, key, sizeof(key)), create_pool, &threads, destroy_pool, &created);
+    self->pool = self->shared->pool;
     return 0;
 }

@@ -4,8 +4,8 @@
 
 void weir_calc_settings_init(weir_calc_settings_t *s)
 {
-    s->n = 1000000;
-    s->max_n = 100000000;
+    s->n = WEIR_CALC_DEFAULT_N;
+    s->max_n = WEIR_CALC_DEFAULT_MAX_N;
     s->threads = 0;
 }
 

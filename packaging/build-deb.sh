@@ -112,6 +112,7 @@ ensure_build_chroot() {
 build_focal() {
     local root=$WEIR_CHROOT_CACHE/bullseye-build fversion=$version~focal arch tree log deb date
     ensure_build_chroot "$root"
+    ensure_etc_hosts "$root"
     arch=$(in_chroot "$root" dpkg --print-architecture)
     # shellcheck disable=SC2064 # expanded now: $root is local
     trap "chroot_umount_all; rm -rf --one-file-system '$root/build'" EXIT

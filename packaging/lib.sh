@@ -64,6 +64,16 @@ make_chroot() {
         "deb $mirror $suite main" \
         "deb $mirror $suite-updates main" \
         "deb $security $suite-security main"
+    ensure_etc_hosts "$target"
+}
+
+# A minbase chroot has no /etc/hosts, so "localhost" resolves to nothing there (the unit tests of the package build
+# connect to it by name): the usual one, when missing. (A tarball target is left alone: its root is written when
+# unpacked, and this runs again then.)
+ensure_etc_hosts() {
+    local root=$1
+    [ -d "$root/etc" ] || return 0
+    [ -e "$root/etc/hosts" ] || printf '127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost ip6-loopback\n' >"$root/etc/hosts"
 }
 
 # Runs "$@" under an exclusive lock named NAME in the cache directory.
@@ -160,6 +170,7 @@ libgcc-s1 10-20200411-0ubuntu1
 libh2o0.13 2.2.5+dfsg2-2
 libhiredis0.14 0.14.0-6
 libssl1.1 1.1.1f-1ubuntu2
+libsystemd0 245.4-4ubuntu3
 libuv1 1.34.2-1ubuntu1
 libyajl2 2.1.0-3
 libyaml-0-2 0.2.2-1

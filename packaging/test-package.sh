@@ -231,7 +231,8 @@ test_in_chroot() {
     files=$(in_chroot "$root" dpkg -L weir)
     for f in /usr/bin/weir /etc/weir/server.yaml /lib/systemd/system/weir.service /usr/share/man/man8/weir.8.gz \
         /usr/share/doc/weir/copyright /usr/share/doc/weir/changelog.gz /usr/share/doc/weir/examples/server-tls.yaml \
-        /usr/share/doc/weir/examples/server-redis.yaml /usr/share/doc/weir/examples/server-s3.yaml \
+        /usr/share/doc/weir/examples/server-redis.yaml /usr/share/doc/weir/examples/server-cluster.yaml \
+        /usr/share/doc/weir/examples/server-s3.yaml \
         /etc/logrotate.d/weir; do
         check "ships $f" grep -qx "$f" <<<"$files"
     done
@@ -244,6 +245,8 @@ test_in_chroot() {
     if [ "$has_cache" = 1 ]; then
         check "examples/server-redis.yaml passes weir -t" \
             in_chroot "$root" weir -t -c /usr/share/doc/weir/examples/server-redis.yaml
+        check "examples/server-cluster.yaml passes weir -t" \
+            in_chroot "$root" weir -t -c /usr/share/doc/weir/examples/server-cluster.yaml
     fi
 
     # A local change to the conffile: the kernel picks the port, and a marker shows that the change survives.
@@ -408,7 +411,15 @@ systemd_test() {
     nofile=$(sed -n 's/^nofile=\([0-9]*\) max=\([0-9]*\)$/\1 \2/p' <<<"$out")
     check "open files: 65536, or the container's hard limit if lower (${nofile:-?})" \
         test -n "$nofile" -a "${nofile% *}" = "$((${nofile#* } < 65536 ? ${nofile#* } : 65536))"
+    check "Type=notify: READY=1 with a status line" grep -Eqx 'status=serving configuration [0-9]+' <<<"$out"
     check "systemctl restart weir, then /calc" grep -Eqx 'calc=\{"result": *285\}' <<<"$out"
+    check "systemctl reload weir with a changed file: exit 0" grep -qx 'reload=0' <<<"$out"
+    check "the new settings right after the reload" grep -Eqx 'calc_after_reload=\{"result": *2470\}' <<<"$out"
+    check "systemctl status after the reload" grep -Eqx 'status_after_reload=serving configuration 2' <<<"$out"
+    check "systemctl reload weir with a broken file fails" grep -Eqx 'broken_reload=[1-9][0-9]*' <<<"$out"
+    check "the running configuration keeps serving" grep -Eqx 'calc_after_broken_reload=\{"result": *2470\}' <<<"$out"
+    check "still active after the refused reload" grep -qx 'active_after_broken_reload=active' <<<"$out"
+    check "the refused reload's errors in the journal, with file:line" grep -Eq 'journal: .*server\.yaml:[0-9]+: YAML syntax error' <<<"$out"
     check "LogsDirectory: /var/log/weir is weir:weir 750" grep -qx 'logdir=weir:weir:750' <<<"$out"
     check "systemctl stop weir: result success, exit 0" grep -qx 'stopped=success 0' <<<"$out"
     [ "$failed" -eq 0 ] || sed 's/^/        /' "$root/root/check.txt"

@@ -118,6 +118,11 @@ void weir_conn_registry_dispose(weir_conn_registry_t *reg)
     memset(reg, 0, sizeof(*reg));
 }
 
+void weir_conn_registry_set_max_body(weir_conn_registry_t *reg, uint64_t max_body)
+{
+    reg->max_body = max_body;
+}
+
 void weir_conn_registry_set_current(weir_conn_registry_t *reg)
 {
     current = reg;

@@ -5,6 +5,7 @@
 #include <string.h>
 #include <strings.h>
 #include "weir/http1_guard.h"
+#include "weir/text.h"
 
 enum {
     S_REQ_START, /* at a request boundary (also matching the HTTP/2 preface) */
@@ -53,17 +54,6 @@ static int is_tchar(unsigned char c)
 static int is_value_char(unsigned char c)
 {
     return (c >= 0x20 && c != 0x7f) || c == '\t';
-}
-
-static int hexval(unsigned char c)
-{
-    if (c >= '0' && c <= '9')
-        return c - '0';
-    if (c >= 'a' && c <= 'f')
-        return c - 'a' + 10;
-    if (c >= 'A' && c <= 'F')
-        return c - 'A' + 10;
-    return -1;
 }
 
 static void begin_request(weir_http1_guard_t *g);
@@ -338,7 +328,7 @@ static int step(weir_http1_guard_t *g, unsigned char c)
             return fail(g, 400, "bare CR in the header section");
         return end_head(g);
     case S_CHUNK_SIZE: {
-        int v = hexval(c);
+        int v = weir_hex_digit(c);
         if (v >= 0) {
             if (++g->chunk_digits > 16)
                 return fail(g, 413, "request body too large");

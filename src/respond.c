@@ -107,6 +107,14 @@ void weir_respond_error(h2o_req_t *req, int status, const char *reason, const ch
     weir_respond_json_nocopy(req, status, reason, body.base, body.len);
 }
 
+void weir_respond_unavailable(h2o_req_t *req, unsigned retry_after_s, const char *message)
+{
+    char buf[16];
+    int len = snprintf(buf, sizeof(buf), "%u", retry_after_s != 0 ? retry_after_s : 1);
+    h2o_add_header(&req->pool, &req->res.headers, H2O_TOKEN_RETRY_AFTER, NULL, h2o_strdup(&req->pool, buf, len).base, len);
+    weir_respond_error(req, 503, "Service Unavailable", message);
+}
+
 void weir_respond_method_not_allowed(h2o_req_t *req, const char *allow)
 {
     h2o_add_header(&req->pool, &req->res.headers, H2O_TOKEN_ALLOW, NULL, allow, strlen(allow));

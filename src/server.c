@@ -1,8 +1,19 @@
 /*
- * The server: one worker thread per `num-threads`, each with its own uv loop, h2o context and, for every `listen`
- * entry, its own SO_REUSEPORT socket (the kernel spreads connections evenly over them). The main thread owns the
- * configuration, binds every socket before any thread starts (so that a bad address fails at once, and port 0 is
- * resolved to one port shared by all threads), then waits for SIGTERM/SIGINT and asks the workers to drain.
+ * The server: worker threads, each with its own uv loop and, for every address it listens on, its own SO_REUSEPORT
+ * socket (the kernel spreads connections evenly over them); the main thread owns the configuration, binds every
+ * socket (so that a bad address fails at once, and port 0 is resolved to one port shared by all threads), then runs
+ * its own loop for signals and the control socket.
+ *
+ * Configuration generations. A configuration, once checked, becomes a generation: its h2o configuration (hosts, paths
+ * and handlers), TLS contexts and access log. Each worker runs one h2o context per live generation; new connections
+ * are accepted into the newest, and a connection keeps the generation that accepted it until it closes. A reload
+ * (SIGHUP, or "reload" on the control socket) builds a new generation next to the running one, binds the addresses it
+ * adds, and switches every worker to it; the old generation's contexts are then drained as a shutdown would drain
+ * them (HTTP/2 GOAWAY, "Connection: close" on HTTP/1, idle keep-alive connections closed once quiet) and disposed when
+ * their last connection has closed, and the generation itself is freed when no worker uses it any more. Sockets whose
+ * address stays are never closed (closing an SO_REUSEPORT socket resets the connections queued on it). State that
+ * must outlive a generation (upload slots, memory caches, Redis connections) is shared between generations by the
+ * modules themselves (see include/weir/shared.h).
  */
 #include <arpa/inet.h>
 #include <errno.h>
@@ -13,16 +24,19 @@
 #include <signal.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <sys/socket.h>
 #include <unistd.h>
-#include <openssl/err.h>
 #include <openssl/ssl.h>
-#include <sys/resource.h>
+#include "weir/access_log.h"
 #include "weir/common.h"
 #include "weir/conn.h"
+#include "weir/control.h"
 #include "weir/http_client.h"
+#include "weir/notify.h"
 #include "weir/respond.h"
 #include "weir/server.h"
+#include "weir/tls.h"
 
 #define DRAIN_TICK_MS 50
 /* How long the kernel holds a connection that has sent nothing before handing it to weir anyway (TCP_DEFER_ACCEPT). */
@@ -41,16 +55,52 @@
 #define DRAIN_IDLE_MS 1000
 /* The write timeout is checked this often. */
 #define SWEEP_INTERVAL_MS 1000
+/* How long the main thread waits for the workers to take a new generation. */
+#define SWITCH_TIMEOUT_S 30
 
 typedef struct st_server_t server_t;
 typedef struct st_worker_t worker_t;
+typedef struct st_generation_t generation_t;
+
+/* An address weir listens on, for as long as some generation lists it: one socket per worker thread. */
+typedef struct st_slot_t {
+    char *key;     /* "host|port" of the configuration's entry: a reload keeps the socket of an unchanged key */
+    char *where;   /* "FILE:LINE" of the entry that opened it, for messages */
+    int *fds;      /* per worker: bound and listening, until the worker takes it (then -1) */
+    uint16_t port; /* bound (a configured 0 resolved) */
+} slot_t;
+
+struct st_generation_t {
+    server_t *server;
+    unsigned id;
+    weir_server_conf_t conf;
+    h2o_globalconf_t globalconf;
+    int globalconf_inited;
+    weir_access_log_t *access_log;
+    SSL_CTX **ssl_ctxs; /* per listen entry, NULL for cleartext */
+    size_t *slot_of;    /* per listen entry: its index in server->slots */
+    unsigned refs;      /* the server's while current, and one per worker context; under server->mutex */
+    generation_t *next; /* in server->dead */
+};
+
+/* A worker's h2o context of one generation. */
+typedef struct st_worker_gen_t {
+    worker_t *worker;
+    generation_t *gen;
+    h2o_context_t ctx;
+    h2o_accept_ctx_t *accept_ctxs; /* per listen entry of the generation */
+    size_t num_conns;
+    int draining;
+    uint64_t drain_deadline;
+    h2o_linklist_t link; /* in worker->old while draining, in worker->freed once disposed */
+} worker_gen_t;
 
 /* One listening socket of a worker, watched with a uv_poll_t: weir accepts itself, so that it can stop accepting
  * (out of descriptors, at max-connections) without closing the socket. */
 typedef struct st_listener_t {
     uv_poll_t poll; /* freed in its close callback */
     worker_t *worker;
-    h2o_accept_ctx_t *accept_ctx;
+    h2o_accept_ctx_t *accept_ctx; /* of the generation new connections go to */
     int fd;
     int polling;
 } listener_t;
@@ -66,37 +116,60 @@ struct st_worker_t {
     unsigned id;
     pthread_t tid;
     uv_loop_t loop;
-    h2o_context_t ctx;
-    h2o_accept_ctx_t *accept_ctxs; /* one per listener */
-    listener_t **listeners;        /* one per listener, NULL once closed */
-    int *fds;                      /* the sockets bound by the main thread, one per listener */
-    uv_async_t wake;               /* the main thread asks for shutdown through it */
+    worker_gen_t *cur;      /* the generation new connections go to */
+    h2o_linklist_t old;     /* older generations, draining */
+    h2o_linklist_t freed;   /* disposed generations whose memory the loop may still use until its next turn */
+    listener_t **listeners; /* per server slot, NULL where this worker does not listen */
+    size_t num_listeners;
+    uv_async_t wake; /* the main thread asks for a new generation or for shutdown through it */
     uv_timer_t drain_timer;
     uv_timer_t accept_timer; /* resumes accepting after a pause */
     uv_timer_t sweep_timer;  /* the write timeout */
     weir_conn_registry_t conns;
+    uv_tcp_t probe; /* see run_worker */
     int accept_state;
-    uint64_t drain_deadline;
-    int draining;
+    int shutting_down;
+    uint64_t shutdown_deadline;
     int abandoned; /* the grace period ran out with connections still open */
 };
 
 struct st_server_t {
-    const weir_server_conf_t *conf;
-    h2o_globalconf_t globalconf;
-    h2o_access_log_filehandle_t *access_log;
-    SSL_CTX **ssl_ctxs; /* one per listener, NULL for cleartext */
+    const char *conf_file;
+    unsigned num_threads;
     worker_t *workers;
+    slot_t **slots; /* index: slot number (never reused); NULL once closed; grown by the main thread under mutex */
+    size_t num_slots;
     pthread_mutex_t mutex;
     pthread_cond_t cond;
-    int globalconf_inited;
-    unsigned num_started; /* workers that opened their listeners (or failed to) */
+    generation_t *current; /* under mutex */
+    unsigned switched;     /* workers running the current generation; under mutex */
+    int shutdown;          /* under mutex */
+    generation_t *dead;    /* generations no worker uses any more, to be freed by the main thread; under mutex */
+    unsigned num_started;  /* workers that started (or failed to) */
     int start_error;
-    size_t max_connections;
-    size_t num_connections;  /* open, over all workers (atomic) */
-    uint64_t accept_log_at;  /* loop time of the last accept-pause message (atomic) */
-    size_t accept_log_quiet; /* pauses not logged since (atomic) */
+    unsigned next_gen_id;
+    size_t max_connections;    /* atomic: a reload may change it */
+    uint64_t write_timeout_ms; /* atomic: likewise */
+    size_t num_connections;    /* open, over all workers (atomic) */
+    uint64_t accept_log_at;    /* loop time of the last accept-pause message (atomic) */
+    size_t accept_log_quiet;   /* pauses not logged since (atomic) */
+    uint64_t nofile;
+    /* the main thread's loop */
+    uv_loop_t main_loop;
+    uv_async_t main_wake; /* workers: a generation is dead, or a worker has stopped */
+    uv_signal_t signals[4];
+    weir_control_t *control;
+    int stopping;
+    int exit_signal;
+    unsigned stopped; /* workers whose loop has ended; under mutex */
 };
+
+static int draining_flag; /* atomic: the process is shutting down */
+
+int weir_server_draining(void)
+{
+    return __atomic_load_n(&draining_flag, __ATOMIC_RELAXED);
+}
 
 /* 404 for paths that no module serves. */
 static int on_req_not_found(h2o_handler_t *self, h2o_req_t *req)
@@ -157,7 +230,7 @@ static void on_accept_timer(uv_timer_t *timer);
 
 static void set_accepting(worker_t *worker, int on)
 {
-    for (size_t i = 0; i != worker->server->conf->num_listeners; ++i)
+    for (size_t i = 0; i != worker->num_listeners; ++i)
         if (worker->listeners[i] != NULL)
             listener_poll(worker->listeners[i], on);
 }
@@ -169,6 +242,11 @@ static void listener_poll(listener_t *l, int on)
     else if (!on && l->polling)
         uv_poll_stop(&l->poll);
     l->polling = on;
+}
+
+static size_t max_connections(server_t *server)
+{
+    return __atomic_load_n(&server->max_connections, __ATOMIC_RELAXED);
 }
 
 /* Logs that a worker stopped accepting, at most every ACCEPT_LOG_INTERVAL_MS over the whole process. */
@@ -186,7 +264,7 @@ static void log_pause(worker_t *worker, const char *why)
     size_t quiet = __atomic_exchange_n(&server->accept_log_quiet, 0, __ATOMIC_RELAXED);
     weir_warn("%s: not accepting new connections for now (%zu open, max-connections %zu; %zu more such pause(s) since the "
               "last message)",
-              why, __atomic_load_n(&server->num_connections, __ATOMIC_RELAXED), server->max_connections, quiet);
+              why, __atomic_load_n(&server->num_connections, __ATOMIC_RELAXED), max_connections(server), quiet);
 }
 
 static void pause_accepting(worker_t *worker, int why)
@@ -199,10 +277,10 @@ static void pause_accepting(worker_t *worker, int why)
 
 static void resume_accepting(worker_t *worker)
 {
-    if (worker->draining || worker->accept_state == ACCEPTING)
+    if (worker->shutting_down || worker->accept_state == ACCEPTING)
         return;
     if (worker->accept_state == PAUSED_LIMIT &&
-        __atomic_load_n(&worker->server->num_connections, __ATOMIC_RELAXED) >= worker->server->max_connections) {
+        __atomic_load_n(&worker->server->num_connections, __ATOMIC_RELAXED) >= max_connections(worker->server)) {
         uv_timer_start(&worker->accept_timer, on_accept_timer, LIMIT_RETRY_MS, 0);
         return;
     }
@@ -219,20 +297,25 @@ static void on_accept_timer(uv_timer_t *timer)
 static void on_connection_closed(weir_conn_registry_t *reg, weir_conn_t *conn)
 {
     worker_t *worker = reg->loop->data;
+    worker_gen_t *wg = conn->owner;
+
+    --wg->num_conns;
     __atomic_sub_fetch(&worker->server->num_connections, 1, __ATOMIC_RELAXED);
     if (worker->accept_state == PAUSED_LIMIT)
         resume_accepting(worker);
 }
 
-/* Accepts what one listener has, up to a batch; stops accepting when out of descriptors or at max-connections. */
+/* Accepts what one listener has, up to a batch, into the generation of its accept context; stops accepting when out
+ * of descriptors or at max-connections. */
 static void accept_pending(listener_t *l, size_t batch)
 {
     worker_t *worker = l->worker;
     server_t *server = worker->server;
+    worker_gen_t *wg = H2O_STRUCT_FROM_MEMBER(worker_gen_t, ctx, l->accept_ctx->ctx);
     struct sockaddr_storage ss;
 
     for (size_t i = 0; i != batch && worker->accept_state == ACCEPTING; ++i) {
-        if (__atomic_load_n(&server->num_connections, __ATOMIC_RELAXED) >= server->max_connections) {
+        if (__atomic_load_n(&server->num_connections, __ATOMIC_RELAXED) >= max_connections(server)) {
             pause_accepting(worker, PAUSED_LIMIT);
             return;
         }
@@ -254,15 +337,16 @@ static void accept_pending(listener_t *l, size_t batch)
             }
         }
         int err;
-        weir_conn_t *conn = weir_conn_open_tcp(&worker->conns, fd, NULL, &err);
+        weir_conn_t *conn = weir_conn_open_tcp(&worker->conns, fd, wg, &err);
         if (conn == NULL) {
             weir_warn("worker %u: cannot take a connection: %s", worker->id, uv_strerror(err));
             continue;
         }
+        ++wg->num_conns;
         __atomic_add_fetch(&server->num_connections, 1, __ATOMIC_RELAXED);
         /* The access log is written when the request is disposed; h2o caches the peer's address on first use, and by
          * then the peer may be gone. Without an access log nothing asks for it: spare the system call. */
-        if (server->access_log != NULL)
+        if (wg->gen->access_log != NULL)
             h2o_socket_getpeername(conn->sock, (void *)&ss);
         h2o_accept(l->accept_ctx, conn->sock);
     }
@@ -270,92 +354,271 @@ static void accept_pending(listener_t *l, size_t batch)
 
 static void on_listener_ready(uv_poll_t *poll, int status, int events)
 {
-    listener_t *l = poll->data;
-    accept_pending(l, ACCEPT_BATCH);
+    accept_pending(poll->data, ACCEPT_BATCH);
 }
 
 static void on_listener_closed(uv_handle_t *handle)
 {
-    listener_t *l = handle->data;
-    close(l->fd);
-    free(l);
+    free(handle->data);
 }
 
-/* Shutdown ------------------------------------------------------------------------------------------------------ */
-
-static void close_listeners(worker_t *worker)
+/* Closes the listener's socket now (uv_poll_t does not own it; closing the handle has taken it off the loop). */
+static void listener_close(listener_t *l)
 {
-    for (size_t i = 0; i != worker->server->conf->num_listeners; ++i) {
-        listener_t *l = worker->listeners[i];
-        if (l != NULL) {
-            uv_close((uv_handle_t *)&l->poll, on_listener_closed);
-            worker->listeners[i] = NULL;
-        }
+    uv_close((uv_handle_t *)&l->poll, on_listener_closed);
+    close(l->fd);
+}
+
+/* Takes what the kernel has queued on the listener (closing a listening socket resets the connections still queued on
+ * it, whose clients may have sent requests already), then closes it. */
+static void close_listener(worker_t *worker, size_t slot)
+{
+    listener_t *l = worker->listeners[slot];
+    if (l == NULL)
+        return;
+    int state = worker->accept_state;
+    worker->accept_state = ACCEPTING;
+    accept_pending(l, SIZE_MAX);
+    if (worker->accept_state == ACCEPTING)
+        worker->accept_state = state;
+    listener_close(l);
+    worker->listeners[slot] = NULL;
+}
+
+/* Generations on a worker ------------------------------------------------------------------------------------------ */
+
+static void release_generation(generation_t *gen);
+
+static worker_gen_t *worker_gen_create(worker_t *worker, generation_t *gen)
+{
+    worker_gen_t *wg = weir_calloc(1, sizeof(*wg));
+    wg->worker = worker;
+    wg->gen = gen;
+    h2o_context_init(&wg->ctx, &worker->loop, &gen->globalconf);
+    wg->accept_ctxs = weir_calloc(gen->conf.num_listeners, sizeof(*wg->accept_ctxs));
+    for (size_t i = 0; i != gen->conf.num_listeners; ++i) {
+        wg->accept_ctxs[i].ctx = &wg->ctx;
+        wg->accept_ctxs[i].hosts = gen->globalconf.hosts;
+        wg->accept_ctxs[i].ssl_ctx = gen->ssl_ctxs[i];
+    }
+    return wg;
+}
+
+/* Disposes the h2o context of a generation that has no connection left; its memory is freed on a later turn of the
+ * loop (h2o's timers inside it are closed asynchronously). */
+static void worker_gen_dispose(worker_gen_t *wg)
+{
+    if (h2o_timeout_is_linked(&wg->ctx.http2._graceful_shutdown_timeout))
+        h2o_timeout_unlink(&wg->ctx.http2._graceful_shutdown_timeout);
+    h2o_context_dispose(&wg->ctx);
+    if (h2o_linklist_is_linked(&wg->link))
+        h2o_linklist_unlink(&wg->link);
+    h2o_linklist_insert(&wg->worker->freed, &wg->link);
+    release_generation(wg->gen);
+    wg->gen = NULL;
+}
+
+static void free_disposed(worker_t *worker)
+{
+    while (!h2o_linklist_is_empty(&worker->freed)) {
+        worker_gen_t *wg = H2O_STRUCT_FROM_MEMBER(worker_gen_t, link, worker->freed.next);
+        h2o_linklist_unlink(&wg->link);
+        free(wg->accept_ctxs);
+        free(wg);
     }
 }
 
-/* Whether some connection has bytes that nobody has read yet: a request that reached weir and waits for h2o. */
-static int input_pending(worker_t *worker)
+static void on_drain_tick(uv_timer_t *timer);
+
+static void start_drain_tick(worker_t *worker)
 {
-    for (h2o_linklist_t *l = worker->conns.conns.next; l != &worker->conns.conns; l = l->next)
-        if (weir_conn_pending_input(H2O_STRUCT_FROM_MEMBER(weir_conn_t, link, l)) != 0)
+    if (!uv_is_active((uv_handle_t *)&worker->drain_timer))
+        uv_timer_start(&worker->drain_timer, on_drain_tick, 0, DRAIN_TICK_MS);
+}
+
+/* Drains a generation's context as a shutdown does: HTTP/2 GOAWAY, HTTP/1 keep-alive off, idle HTTP/1 connections
+ * closed once quiet for DRAIN_IDLE_MS, all within the grace period. */
+static void worker_gen_drain(worker_gen_t *wg, uint64_t grace_ms)
+{
+    if (wg->draining)
+        return;
+    wg->draining = 1;
+    h2o_context_request_shutdown(&wg->ctx);
+    wg->ctx.http1.req_timeout.timeout = DRAIN_IDLE_MS < grace_ms ? DRAIN_IDLE_MS : grace_ms / 2;
+    wg->drain_deadline = uv_now(&wg->worker->loop) + grace_ms;
+    start_drain_tick(wg->worker);
+}
+
+/* Whether a connection of @p wg has bytes that nobody has read yet: a request that reached weir and waits for h2o. */
+static int input_pending(worker_gen_t *wg)
+{
+    worker_t *worker = wg->worker;
+    for (h2o_linklist_t *l = worker->conns.conns.next; l != &worker->conns.conns; l = l->next) {
+        weir_conn_t *conn = H2O_STRUCT_FROM_MEMBER(weir_conn_t, link, l);
+        if (conn->owner == wg && weir_conn_pending_input(conn) != 0)
             return 1;
+    }
+    return 0;
+}
+
+static void abort_connections(worker_gen_t *wg)
+{
+    worker_t *worker = wg->worker;
+    for (h2o_linklist_t *l = worker->conns.conns.next; l != &worker->conns.conns; l = l->next) {
+        weir_conn_t *conn = H2O_STRUCT_FROM_MEMBER(weir_conn_t, link, l);
+        if (conn->owner == wg)
+            weir_conn_abort(conn);
+    }
+}
+
+/* One turn of a draining generation. @return 1 when it has no connection left. */
+static int drain_turn(worker_gen_t *wg, uint64_t now)
+{
+    if (wg->num_conns == 0)
+        return 1;
+    /* Idle HTTP/1 keep-alive connections wait on the request timeout, shortened to DRAIN_IDLE_MS: run it, so that h2o
+     * closes those quiet for that long through its own path -- but only when no connection has unread input, lest a
+     * connection whose next request is already in its socket be taken for idle; that request is read and answered
+     * first (with "Connection: close"). HTTP/2 connections close by themselves after GOAWAY once their streams are
+     * done; busy HTTP/1 connections after their answer. */
+    if (!input_pending(wg))
+        h2o_timeout_run(&wg->worker->loop, &wg->ctx.http1.req_timeout, h2o_now(&wg->worker->loop));
     return 0;
 }
 
 static void on_drain_tick(uv_timer_t *timer)
 {
     worker_t *worker = timer->data;
+    uint64_t now = uv_now(&worker->loop);
 
-    /* Idle HTTP/1 keep-alive connections wait on the request timeout, which shutdown shortened to DRAIN_IDLE_MS: run
-     * it, so that h2o closes those quiet for that long through its own path -- but only when no connection has unread
-     * input, lest a connection whose next request is already in its socket be taken for idle; that request is read and
-     * answered first (with "Connection: close"). HTTP/2 connections close by themselves after GOAWAY once their
-     * streams are done; busy HTTP/1 connections after their response (h2o turns keep-alive off once shutdown is
-     * requested). */
-    if (!input_pending(worker))
-        h2o_timeout_run(&worker->loop, &worker->ctx.http1.req_timeout, h2o_now(&worker->loop));
-
-    if (worker->conns.num_conns == 0) {
-        uv_stop(&worker->loop);
-    } else if (uv_now(&worker->loop) >= worker->drain_deadline) {
-        weir_warn("worker %u: %zu connection(s) still open after the grace period; giving up on them", worker->id,
-                  worker->conns.num_conns);
-        worker->abandoned = 1;
-        uv_stop(&worker->loop);
+    free_disposed(worker);
+    for (h2o_linklist_t *l = worker->old.next; l != &worker->old;) {
+        worker_gen_t *wg = H2O_STRUCT_FROM_MEMBER(worker_gen_t, link, l);
+        l = l->next;
+        if (drain_turn(wg, now)) {
+            worker_gen_dispose(wg);
+        } else if (now >= wg->drain_deadline) {
+            weir_warn("worker %u: %zu connection(s) of configuration %u still open after the grace period; closing them",
+                      worker->id, wg->num_conns, wg->gen->id);
+            abort_connections(wg);
+            wg->drain_deadline = UINT64_MAX;
+        }
     }
+    if (worker->shutting_down) {
+        int done = drain_turn(worker->cur, now) && h2o_linklist_is_empty(&worker->old);
+        if (done) {
+            uv_stop(&worker->loop);
+        } else if (now >= worker->shutdown_deadline) {
+            weir_warn("worker %u: %zu connection(s) still open after the grace period; giving up on them", worker->id,
+                      worker->conns.num_conns);
+            worker->abandoned = 1;
+            uv_stop(&worker->loop);
+        }
+        return;
+    }
+    if (h2o_linklist_is_empty(&worker->old) && h2o_linklist_is_empty(&worker->freed))
+        uv_timer_stop(&worker->drain_timer);
 }
 
 static void on_sweep(uv_timer_t *timer)
 {
     worker_t *worker = timer->data;
-    size_t n = weir_conn_registry_sweep(&worker->conns, worker->server->conf->write_timeout_ms);
+    uint64_t timeout = __atomic_load_n(&worker->server->write_timeout_ms, __ATOMIC_RELAXED);
+    size_t n = weir_conn_registry_sweep(&worker->conns, timeout);
     if (n != 0)
-        weir_info("worker %u: closed %zu connection(s) that read nothing for %llu ms", worker->id, n,
-                  (unsigned long long)worker->server->conf->write_timeout_ms);
+        weir_info("worker %u: closed %zu connection(s) that read nothing for %llu ms", worker->id, n, (unsigned long long)timeout);
 }
 
+/* Makes @p gen the generation this worker accepts into: listens on the addresses it adds, stops listening on those
+ * it drops, and drains the previous generation. */
+static void switch_generation(worker_t *worker, generation_t *gen)
+{
+    server_t *server = worker->server;
+    worker_gen_t *wg = worker_gen_create(worker, gen), *prev = worker->cur;
+
+    weir_conn_registry_set_max_body(&worker->conns, gen->conf.limit_request_body);
+    pthread_mutex_lock(&server->mutex);
+    size_t num_slots = server->num_slots;
+    if (num_slots > worker->num_listeners) {
+        worker->listeners = weir_realloc(worker->listeners, num_slots * sizeof(worker->listeners[0]));
+        memset(worker->listeners + worker->num_listeners, 0, (num_slots - worker->num_listeners) * sizeof(worker->listeners[0]));
+        worker->num_listeners = num_slots;
+    }
+    char *used = weir_calloc(num_slots, 1);
+    for (size_t i = 0; i != gen->conf.num_listeners; ++i) {
+        size_t s = gen->slot_of[i];
+        used[s] = 1;
+        listener_t *l = worker->listeners[s];
+        if (l == NULL) {
+            l = weir_calloc(1, sizeof(*l));
+            l->worker = worker;
+            l->fd = server->slots[s]->fds[worker->id];
+            server->slots[s]->fds[worker->id] = -1; /* owned by the listener now */
+            uv_poll_init(&worker->loop, &l->poll, l->fd);
+            l->poll.data = l;
+            worker->listeners[s] = l;
+        }
+        l->accept_ctx = wg->accept_ctxs + i;
+        if (worker->accept_state == ACCEPTING)
+            listener_poll(l, 1);
+    }
+    pthread_mutex_unlock(&server->mutex);
+    for (size_t s = 0; s != worker->num_listeners; ++s)
+        if (s >= num_slots || !used[s])
+            close_listener(worker, s);
+    free(used);
+
+    worker->cur = wg;
+    if (prev != NULL) {
+        h2o_linklist_insert(&worker->old, &prev->link);
+        worker_gen_drain(prev, prev->gen->conf.graceful_shutdown_timeout_ms);
+    }
+}
+
+static void begin_shutdown(worker_t *worker)
+{
+    generation_t *gen = worker->cur->gen;
+
+    worker->shutting_down = 1;
+    uv_timer_stop(&worker->accept_timer);
+    for (size_t s = 0; s != worker->num_listeners; ++s)
+        close_listener(worker, s);
+    worker_gen_drain(worker->cur, gen->conf.graceful_shutdown_timeout_ms);
+    worker->shutdown_deadline = uv_now(&worker->loop) + gen->conf.graceful_shutdown_timeout_ms;
+    for (h2o_linklist_t *l = worker->old.next; l != &worker->old; l = l->next) {
+        worker_gen_t *wg = H2O_STRUCT_FROM_MEMBER(worker_gen_t, link, l);
+        if (wg->drain_deadline > worker->shutdown_deadline && wg->drain_deadline != UINT64_MAX)
+            wg->drain_deadline = worker->shutdown_deadline;
+    }
+    start_drain_tick(worker);
+}
+
+/* The main thread has a new generation for us, or asks us to stop. */
 static void on_wake(uv_async_t *async)
 {
     worker_t *worker = async->data;
+    server_t *server = worker->server;
 
-    if (worker->draining)
+    if (worker->shutting_down)
         return;
-    /* Connections the kernel has already completed (their clients may have sent requests) are taken first: closing a
-     * listening socket resets the connections still queued on it. */
-    worker->accept_state = ACCEPTING;
-    for (size_t i = 0; i != worker->server->conf->num_listeners; ++i)
-        if (worker->listeners[i] != NULL)
-            accept_pending(worker->listeners[i], SIZE_MAX);
-    worker->draining = 1;
-    uv_timer_stop(&worker->accept_timer);
-    close_listeners(worker);
-    h2o_context_request_shutdown(&worker->ctx);
-    worker->ctx.http1.req_timeout.timeout = DRAIN_IDLE_MS < worker->server->conf->graceful_shutdown_timeout_ms
-                                                ? DRAIN_IDLE_MS
-                                                : worker->server->conf->graceful_shutdown_timeout_ms / 2;
-    worker->drain_deadline = uv_now(&worker->loop) + worker->server->conf->graceful_shutdown_timeout_ms;
-    uv_timer_start(&worker->drain_timer, on_drain_tick, 0, DRAIN_TICK_MS);
+    pthread_mutex_lock(&server->mutex);
+    generation_t *target = server->current;
+    int shutdown = server->shutdown;
+    if (target != NULL && (worker->cur == NULL || worker->cur->gen != target))
+        ++target->refs;
+    else
+        target = NULL;
+    pthread_mutex_unlock(&server->mutex);
+
+    if (target != NULL) {
+        switch_generation(worker, target);
+        pthread_mutex_lock(&server->mutex);
+        ++server->switched;
+        pthread_cond_broadcast(&server->cond);
+        pthread_mutex_unlock(&server->mutex);
+    }
+    if (shutdown)
+        begin_shutdown(worker);
 }
 
 static void on_walk_close(uv_handle_t *handle, void *arg)
@@ -366,24 +629,33 @@ static void on_walk_close(uv_handle_t *handle, void *arg)
     }
 }
 
-/* Disposes the context and runs the loop until every handle is closed and every queued work has come back. */
+/* Disposes the contexts and runs the loop until every handle is closed and every queued work has come back. */
 static void dispose_worker_loop(worker_t *worker)
 {
     uv_close((uv_handle_t *)&worker->wake, NULL);
     uv_close((uv_handle_t *)&worker->drain_timer, NULL);
     uv_close((uv_handle_t *)&worker->accept_timer, NULL);
     uv_close((uv_handle_t *)&worker->sweep_timer, NULL);
-    close_listeners(worker);
-    if (h2o_timeout_is_linked(&worker->ctx.http2._graceful_shutdown_timeout))
-        h2o_timeout_unlink(&worker->ctx.http2._graceful_shutdown_timeout);
+    for (size_t s = 0; s != worker->num_listeners; ++s)
+        if (worker->listeners[s] != NULL) {
+            listener_close(worker->listeners[s]);
+            worker->listeners[s] = NULL;
+        }
+    while (!h2o_linklist_is_empty(&worker->old))
+        worker_gen_dispose(H2O_STRUCT_FROM_MEMBER(worker_gen_t, link, worker->old.next));
+    if (worker->cur != NULL) {
+        worker_gen_dispose(worker->cur);
+        worker->cur = NULL;
+    }
     /* h2o's own handles (its timeouts, its inter-thread queue) stay active until the context is disposed. */
-    h2o_context_dispose(&worker->ctx);
     for (int attempt = 0; uv_loop_close(&worker->loop) == UV_EBUSY; ++attempt) {
         if (attempt == 1)
             uv_walk(&worker->loop, on_walk_close, NULL);
         uv_run(&worker->loop, UV_RUN_DEFAULT);
     }
+    free_disposed(worker);
     weir_conn_registry_dispose(&worker->conns);
+    free(worker->listeners);
 }
 
 /* Workers ------------------------------------------------------------------------------------------------------- */
@@ -402,14 +674,16 @@ static void *run_worker(void *arg)
 {
     worker_t *worker = arg;
     server_t *server = worker->server;
-    const weir_server_conf_t *conf = server->conf;
-    int ret = 0;
 
     uv_loop_init(&worker->loop);
     worker->loop.data = worker;
-    weir_conn_registry_init(&worker->conns, &worker->loop, conf->limit_request_body, on_connection_closed);
+    h2o_linklist_init_anchor(&worker->old);
+    h2o_linklist_init_anchor(&worker->freed);
+    pthread_mutex_lock(&server->mutex);
+    generation_t *gen = server->current;
+    pthread_mutex_unlock(&server->mutex);
+    weir_conn_registry_init(&worker->conns, &worker->loop, gen->conf.limit_request_body, on_connection_closed);
     weir_conn_registry_set_current(&worker->conns);
-    h2o_context_init(&worker->ctx, &worker->loop, &server->globalconf);
     uv_async_init(&worker->loop, &worker->wake, on_wake);
     worker->wake.data = worker;
     uv_timer_init(&worker->loop, &worker->drain_timer);
@@ -419,37 +693,26 @@ static void *run_worker(void *arg)
     uv_timer_init(&worker->loop, &worker->sweep_timer);
     worker->sweep_timer.data = worker;
     uv_timer_start(&worker->sweep_timer, on_sweep, SWEEP_INTERVAL_MS, SWEEP_INTERVAL_MS);
+    /* libuv opens a spare descriptor for its loop (its EMFILE reserve) when the loop's first stream is initialised:
+     * have it now, so that all of a worker's descriptors are open once it has started, whatever connections come. */
+    uv_tcp_init(&worker->loop, &worker->probe);
+    uv_close((uv_handle_t *)&worker->probe, NULL);
 
-    for (size_t i = 0; i != conf->num_listeners; ++i) {
-        h2o_accept_ctx_t *actx = worker->accept_ctxs + i;
-        actx->ctx = &worker->ctx;
-        actx->hosts = server->globalconf.hosts;
-        actx->ssl_ctx = server->ssl_ctxs[i];
-        if (listen(worker->fds[i], SOMAXCONN > 65535 ? SOMAXCONN : 65535) != 0) {
-            ret = -errno;
-            weir_error("%s: cannot listen: %s", conf->listeners[i].where, strerror(errno));
-            break;
-        }
-        listener_t *l = weir_calloc(1, sizeof(*l));
-        l->worker = worker;
-        l->accept_ctx = actx;
-        l->fd = worker->fds[i];
-        worker->fds[i] = -1; /* owned by the listener now */
-        uv_poll_init(&worker->loop, &l->poll, l->fd);
-        l->poll.data = l;
-        worker->listeners[i] = l;
-        listener_poll(l, 1);
-    }
-    report_started(server, ret);
+    /* the first generation, as a reload would bring it */
+    on_wake(&worker->wake);
+    report_started(server, 0);
 
-    if (ret == 0)
-        uv_run(&worker->loop, UV_RUN_DEFAULT);
+    uv_run(&worker->loop, UV_RUN_DEFAULT);
     if (!worker->abandoned)
         dispose_worker_loop(worker);
+    pthread_mutex_lock(&server->mutex);
+    ++server->stopped;
+    uv_async_send(&server->main_wake); /* under the mutex: the main loop cannot have closed the handle yet */
+    pthread_mutex_unlock(&server->mutex);
     return NULL;
 }
 
-/* Sockets and TLS ----------------------------------------------------------------------------------------------- */
+/* Sockets ------------------------------------------------------------------------------------------------------- */
 
 /* Creates and binds one listening socket; *port is the port to bind, and receives the one bound when it was 0. */
 static int bind_listener(const weir_listen_conf_t *lc, uint16_t *port, int *out_fd)
@@ -498,6 +761,10 @@ Resolved:
      * connection costs weir nothing until then. */
     int defer_s = DEFER_ACCEPT_SECONDS;
     setsockopt(fd, IPPROTO_TCP, TCP_DEFER_ACCEPT, &defer_s, sizeof(defer_s));
+    if (listen(fd, SOMAXCONN > 65535 ? SOMAXCONN : 65535) != 0) {
+        ret = -errno;
+        goto Error;
+    }
     freeaddrinfo(res);
     *out_fd = fd;
     return 0;
@@ -510,34 +777,71 @@ Error:
     return ret;
 }
 
-static void log_ssl_errors(const char *where, const char *what)
+/* What identifies an address across reloads: host, port and TLS or not, and which of the configuration's entries
+ * that are alike this one is (several "port: 0" entries of one host are different sockets). */
+static void slot_key(const weir_server_conf_t *conf, size_t index, char *buf, size_t size)
 {
-    unsigned long e;
-    char buf[256];
-    while ((e = ERR_get_error()) != 0) {
-        ERR_error_string_n(e, buf, sizeof(buf));
-        weir_error("%s: %s: %s", where, what, buf);
+    const weir_listen_conf_t *lc = conf->listeners + index;
+    unsigned nth = 0;
+    for (size_t i = 0; i != index; ++i) {
+        const weir_listen_conf_t *o = conf->listeners + i;
+        if (o->port == lc->port && (o->certificate_file != NULL) == (lc->certificate_file != NULL) &&
+            (o->host == NULL ? lc->host == NULL : lc->host != NULL && strcmp(o->host, lc->host) == 0))
+            ++nth;
     }
+    snprintf(buf, size, "%s|%u|%s#%u", lc->host != NULL ? lc->host : "*", (unsigned)lc->port,
+             lc->certificate_file != NULL ? "tls" : "tcp", nth);
 }
 
-static SSL_CTX *create_ssl_ctx(const weir_listen_conf_t *lc)
+static void slot_free(slot_t *slot, unsigned num_threads)
 {
-    SSL_CTX *ctx = SSL_CTX_new(TLS_server_method());
-    if (ctx == NULL)
-        goto Error;
-    SSL_CTX_set_min_proto_version(ctx, TLS1_2_VERSION);
-    SSL_CTX_set_options(ctx, SSL_OP_NO_COMPRESSION | SSL_OP_CIPHER_SERVER_PREFERENCE);
-    if (SSL_CTX_use_certificate_chain_file(ctx, lc->certificate_file) != 1 ||
-        SSL_CTX_use_PrivateKey_file(ctx, lc->key_file, SSL_FILETYPE_PEM) != 1 || SSL_CTX_check_private_key(ctx) != 1)
-        goto Error;
-#if H2O_USE_ALPN
-    h2o_ssl_register_alpn_protocols(ctx, h2o_alpn_protocols);
-#endif
-    return ctx;
-Error:
-    log_ssl_errors(lc->where, "cannot set up TLS");
-    SSL_CTX_free(ctx);
-    return NULL;
+    for (unsigned t = 0; t != num_threads; ++t)
+        if (slot->fds[t] >= 0)
+            close(slot->fds[t]);
+    free(slot->fds);
+    free(slot->key);
+    free(slot->where);
+    free(slot);
+}
+
+/* The slot of @p lc: the one a previous generation opened for the same address, or a new one (main thread). */
+static int find_or_bind_slot(server_t *server, const weir_server_conf_t *conf, size_t index, size_t *out, int *is_new)
+{
+    const weir_listen_conf_t *lc = conf->listeners + index;
+    char key[512];
+    slot_key(conf, index, key, sizeof(key));
+    for (size_t s = 0; s != server->num_slots; ++s) {
+        if (server->slots[s] != NULL && strcmp(server->slots[s]->key, key) == 0) {
+            *out = s;
+            *is_new = 0;
+            return 0;
+        }
+    }
+    slot_t *slot = weir_calloc(1, sizeof(*slot));
+    slot->key = weir_strdup(key);
+    slot->where = weir_strdup(lc->where);
+    slot->fds = weir_malloc(server->num_threads * sizeof(*slot->fds));
+    for (unsigned t = 0; t != server->num_threads; ++t)
+        slot->fds[t] = -1;
+    uint16_t port = lc->port;
+    for (unsigned t = 0; t != server->num_threads; ++t) {
+        int ret = bind_listener(lc, &port, &slot->fds[t]);
+        if (ret != 0) {
+            slot_free(slot, server->num_threads);
+            return ret;
+        }
+    }
+    slot->port = port;
+    pthread_mutex_lock(&server->mutex);
+    server->slots = weir_realloc(server->slots, (server->num_slots + 1) * sizeof(server->slots[0]));
+    server->slots[server->num_slots] = slot;
+    *out = server->num_slots++;
+    pthread_mutex_unlock(&server->mutex);
+    *is_new = 1;
+    const char *host = lc->host != NULL ? lc->host : "*";
+    weir_info("listening on %s://%s%s%s:%u", lc->certificate_file != NULL ? "https" : "http", strchr(host, ':') ? "[" : "", host,
+              strchr(host, ':') ? "]" : "", (unsigned)port);
+    return 0;
 }
 
 /* Configuration into h2o ---------------------------------------------------------------------------------------- */
@@ -549,7 +853,7 @@ static int cmp_path_len_desc(const void *a, const void *b)
     return lx < ly ? 1 : lx > ly ? -1 : 0;
 }
 
-int weir_server_setup_globalconf(h2o_globalconf_t *gc, const weir_server_conf_t *conf, h2o_access_log_filehandle_t *access_log)
+int weir_server_setup_globalconf(h2o_globalconf_t *gc, const weir_server_conf_t *conf, weir_access_log_t *access_log)
 {
     h2o_config_init(gc);
     gc->server_name = h2o_iovec_init(H2O_STRLIT("weir/" WEIR_VERSION));
@@ -577,58 +881,343 @@ int weir_server_setup_globalconf(h2o_globalconf_t *gc, const weir_server_conf_t 
                 return ret;
             }
             if (access_log != NULL)
-                h2o_access_log_register(pathconf, access_log);
+                weir_access_log_register(pathconf, access_log);
         }
         free(sorted);
         add_guard(&hostconf->fallback_path);
         h2o_handler_t *notfound = h2o_create_handler(&hostconf->fallback_path, sizeof(*notfound));
         notfound->on_req = on_req_not_found;
         if (access_log != NULL)
-            h2o_access_log_register(&hostconf->fallback_path, access_log);
+            weir_access_log_register(&hostconf->fallback_path, access_log);
     }
     return 0;
 }
 
-static int setup_globalconf(server_t *server)
-{
-    const weir_server_conf_t *conf = server->conf;
+/* Generations ----------------------------------------------------------------------------------------------------- */
 
-    if (conf->access_log != NULL &&
-        (server->access_log = h2o_access_log_open_handle(conf->access_log, NULL, H2O_LOGCONF_ESCAPE_APACHE)) == NULL) {
-        weir_error("cannot open access log \"%s\"", conf->access_log);
-        return -EIO;
+static void generation_free(generation_t *gen)
+{
+    if (gen->globalconf_inited)
+        h2o_config_dispose(&gen->globalconf);
+    if (gen->access_log != NULL)
+        weir_access_log_release(gen->access_log);
+    for (size_t i = 0; i != gen->conf.num_listeners; ++i)
+        if (gen->ssl_ctxs != NULL)
+            SSL_CTX_free(gen->ssl_ctxs[i]);
+    free(gen->ssl_ctxs);
+    free(gen->slot_of);
+    weir_server_conf_dispose(&gen->conf);
+    free(gen);
+}
+
+/* Drops a reference to @p gen; the last one hands it to the main thread to be freed (its handlers' dispose callbacks
+ * may join threads: not a worker's business). Any thread. */
+static void release_generation(generation_t *gen)
+{
+    server_t *server = gen->server;
+    int dead;
+
+    pthread_mutex_lock(&server->mutex);
+    if ((dead = --gen->refs == 0)) {
+        gen->next = server->dead;
+        server->dead = gen;
     }
-    server->globalconf_inited = 1;
-    return weir_server_setup_globalconf(&server->globalconf, conf, server->access_log);
+    pthread_mutex_unlock(&server->mutex);
+    if (dead)
+        uv_async_send(&server->main_wake);
+}
+
+/*
+ * Builds a generation from @p conf (taken: moved into the generation, @p conf is reset): TLS contexts, the access log,
+ * every module's handlers, and the slots of its addresses (binding those that are new). Main thread.
+ * @return the generation (one reference, the caller's), or NULL (logged; errors of TLS files are also given in @p errs
+ *         when not NULL).
+ */
+static generation_t *generation_create(server_t *server, weir_server_conf_t *conf)
+{
+    generation_t *gen = weir_calloc(1, sizeof(*gen));
+    size_t first_new_slot = server->num_slots;
+
+    gen->server = server;
+    gen->id = ++server->next_gen_id;
+    gen->conf = *conf;
+    weir_server_conf_init(conf);
+    gen->refs = 1;
+    gen->ssl_ctxs = weir_calloc(gen->conf.num_listeners, sizeof(*gen->ssl_ctxs));
+    gen->slot_of = weir_calloc(gen->conf.num_listeners, sizeof(*gen->slot_of));
+    for (size_t i = 0; i != gen->conf.num_listeners; ++i) {
+        const weir_listen_conf_t *lc = gen->conf.listeners + i;
+        if (lc->certificate_file != NULL) {
+            weir_tls_errors_t errs;
+            if ((gen->ssl_ctxs[i] = weir_tls_create_server_ctx(lc->certificate_file, lc->key_file, &errs)) == NULL) {
+                weir_error("%s: cannot set up TLS: %s%s%s", lc->where, errs.certificate,
+                           errs.certificate[0] && errs.key[0] ? "; " : "", errs.key);
+                goto Error;
+            }
+        }
+    }
+    /* Addresses first: a reload that cannot bind one changes nothing. */
+    for (size_t i = 0; i != gen->conf.num_listeners; ++i) {
+        int is_new;
+        if (find_or_bind_slot(server, &gen->conf, i, &gen->slot_of[i], &is_new) != 0)
+            goto Error;
+    }
+    if (gen->conf.access_log != NULL && (gen->access_log = weir_access_log_acquire(gen->conf.access_log)) == NULL)
+        goto Error;
+    gen->globalconf_inited = 1;
+    if (weir_server_setup_globalconf(&gen->globalconf, &gen->conf, gen->access_log) != 0)
+        goto Error;
+    return gen;
+Error:
+    /* the sockets bound for this generation: nobody would accept on them */
+    for (size_t s = first_new_slot; s != server->num_slots; ++s) {
+        pthread_mutex_lock(&server->mutex);
+        slot_t *slot = server->slots[s];
+        server->slots[s] = NULL;
+        pthread_mutex_unlock(&server->mutex);
+        if (slot != NULL)
+            slot_free(slot, server->num_threads);
+    }
+    generation_free(gen);
+    return NULL;
+}
+
+/* Frees the slots no generation lists any more, once every worker has closed its socket (main thread, after a switch). */
+static void free_unused_slots(server_t *server)
+{
+    generation_t *cur = server->current;
+    for (size_t s = 0; s != server->num_slots; ++s) {
+        if (server->slots[s] == NULL)
+            continue;
+        int used = 0;
+        for (size_t i = 0; i != cur->conf.num_listeners && !used; ++i)
+            used = cur->slot_of[i] == s;
+        if (!used) {
+            pthread_mutex_lock(&server->mutex);
+            slot_t *slot = server->slots[s];
+            server->slots[s] = NULL;
+            pthread_mutex_unlock(&server->mutex);
+            weir_info("stopped listening on %s (%s)", slot->key, slot->where);
+            slot_free(slot, server->num_threads);
+        }
+    }
+}
+
+static void apply_globals(server_t *server, const weir_server_conf_t *conf)
+{
+    size_t max =
+        conf->max_connections != 0 ? (size_t)conf->max_connections : weir_server_default_max_connections(conf, server->nofile);
+    __atomic_store_n(&server->max_connections, max, __ATOMIC_RELAXED);
+    __atomic_store_n(&server->write_timeout_ms, conf->write_timeout_ms, __ATOMIC_RELAXED);
+    weir_respond_set_memory_budget(conf->limit_response_memory);
+}
+
+/* Makes @p gen current and waits until every worker has switched to it (main thread). The previous generation's
+ * reference is dropped: its contexts drain on the workers. */
+static int make_current(server_t *server, generation_t *gen)
+{
+    struct timespec deadline;
+    int ret = 0;
+
+    clock_gettime(CLOCK_REALTIME, &deadline);
+    deadline.tv_sec += SWITCH_TIMEOUT_S;
+    pthread_mutex_lock(&server->mutex);
+    generation_t *prev = server->current;
+    server->current = gen;
+    server->switched = 0;
+    pthread_mutex_unlock(&server->mutex);
+    for (unsigned t = 0; t != server->num_threads; ++t)
+        uv_async_send(&server->workers[t].wake);
+    pthread_mutex_lock(&server->mutex);
+    while (server->switched != server->num_threads && ret == 0)
+        ret = -pthread_cond_timedwait(&server->cond, &server->mutex, &deadline);
+    pthread_mutex_unlock(&server->mutex);
+    if (ret != 0)
+        weir_error("the worker threads did not take the new configuration within %d s", SWITCH_TIMEOUT_S);
+    apply_globals(server, &gen->conf);
+    free_unused_slots(server);
+    if (prev != NULL)
+        release_generation(prev);
+    return ret;
+}
+
+/* Reloading ------------------------------------------------------------------------------------------------------- */
+
+/* Appends "error\n" and one line per message to @p out. */
+static char *error_answer(const weir_conf_errors_t *errs, const char *extra)
+{
+    size_t len = 7 + (extra != NULL ? strlen(extra) + 1 : 0);
+    for (size_t i = 0; i != errs->count; ++i)
+        len += strlen(errs->messages[i]) + 1;
+    char *out = weir_malloc(len + 1), *p = out;
+    p += sprintf(p, "error\n");
+    for (size_t i = 0; i != errs->count; ++i)
+        p += sprintf(p, "%s\n", errs->messages[i]);
+    if (extra != NULL)
+        p += sprintf(p, "%s\n", extra);
+    return out;
+}
+
+/* Re-reads the configuration file and, when it is valid, switches to it. @return the control socket's answer. */
+static char *reload(server_t *server)
+{
+    weir_server_conf_t conf;
+    weir_conf_errors_t errs;
+    char *answer, buf[256];
+
+    weir_notify("RELOADING=1\nSTATUS=reloading %s", server->conf_file);
+    weir_info("reloading %s", server->conf_file);
+    weir_conf_errors_init(&errs);
+    weir_server_conf_init(&conf);
+    if (weir_server_conf_load(&conf, server->conf_file, &errs) != 0) {
+        for (size_t i = 0; i != errs.count; ++i)
+            weir_error("%s", errs.messages[i]);
+        snprintf(buf, sizeof(buf), "weir: configuration file %s has %zu error(s); still serving configuration %u",
+                 server->conf_file, errs.count, server->current->id);
+        weir_error("reload failed: %s has %zu error(s); still serving configuration %u", server->conf_file, errs.count,
+                   server->current->id);
+        answer = error_answer(&errs, buf);
+        goto Exit;
+    }
+    if (conf.num_threads != server->num_threads) {
+        snprintf(buf, sizeof(buf),
+                 "weir: num-threads changed from %u to %u: restart weir to change it; still serving configuration %u",
+                 server->num_threads, conf.num_threads, server->current->id);
+        weir_error("reload failed: %s", buf + 6);
+        answer = error_answer(&errs, buf);
+        goto Exit;
+    }
+    generation_t *gen = generation_create(server, &conf);
+    if (gen == NULL) {
+        snprintf(buf, sizeof(buf), "weir: the new configuration could not be set up (see the log); still serving configuration %u",
+                 server->current->id);
+        weir_error("reload failed: %s", buf + 6);
+        answer = error_answer(&errs, buf);
+        goto Exit;
+    }
+    make_current(server, gen);
+    snprintf(buf, sizeof(buf), "ok: serving configuration %u from %s\n", gen->id, server->conf_file);
+    weir_info("reloaded: serving configuration %u", gen->id);
+    answer = weir_strdup(buf);
+Exit:
+    weir_notify("READY=1\nSTATUS=serving configuration %u", server->current->id);
+    weir_server_conf_dispose(&conf);
+    weir_conf_errors_dispose(&errs);
+    return answer;
+}
+
+static char *on_control(const char *command, void *data)
+{
+    server_t *server = data;
+    char buf[128];
+
+    if (strcmp(command, "reload") == 0)
+        return reload(server);
+    if (strcmp(command, "reopen") == 0)
+        return weir_strdup(weir_access_log_reopen_all() == 0 ? "ok: access logs reopened\n"
+                                                             : "error\ncannot reopen an access log\n");
+    snprintf(buf, sizeof(buf), "error\nunknown command \"%.64s\" (expected reload or reopen)\n", command);
+    return weir_strdup(buf);
+}
+
+/* The main thread ------------------------------------------------------------------------------------------------- */
+
+static void free_dead_generations(server_t *server)
+{
+    pthread_mutex_lock(&server->mutex);
+    generation_t *dead = server->dead;
+    server->dead = NULL;
+    pthread_mutex_unlock(&server->mutex);
+    while (dead != NULL) {
+        generation_t *next = dead->next;
+        weir_debug("configuration %u freed", dead->id);
+        generation_free(dead);
+        dead = next;
+    }
+}
+
+/* Ends the main loop: every worker has stopped. */
+static void close_main_loop(server_t *server)
+{
+    for (size_t i = 0; i != WEIR_ARRAY_SIZE(server->signals); ++i)
+        if (!uv_is_closing((uv_handle_t *)&server->signals[i]))
+            uv_close((uv_handle_t *)&server->signals[i], NULL);
+    if (server->control != NULL) {
+        weir_control_stop(server->control);
+        server->control = NULL;
+    }
+    uv_close((uv_handle_t *)&server->main_wake, NULL);
+}
+
+static void on_main_wake(uv_async_t *async)
+{
+    server_t *server = async->data;
+
+    free_dead_generations(server);
+    pthread_mutex_lock(&server->mutex);
+    int all_stopped = server->stopped == server->num_threads;
+    pthread_mutex_unlock(&server->mutex);
+    if (server->stopping && all_stopped)
+        close_main_loop(server);
+}
+
+static void begin_stop(server_t *server, int sig)
+{
+    if (server->stopping)
+        return;
+    server->stopping = 1;
+    server->exit_signal = sig;
+    __atomic_store_n(&draining_flag, 1, __ATOMIC_RELAXED);
+    weir_notify("STOPPING=1\nSTATUS=draining");
+    weir_info("%s received: draining (grace period %llu ms)", sig == SIGTERM ? "SIGTERM" : "SIGINT",
+              (unsigned long long)server->current->conf.graceful_shutdown_timeout_ms);
+    pthread_mutex_lock(&server->mutex);
+    server->shutdown = 1;
+    pthread_mutex_unlock(&server->mutex);
+    for (unsigned t = 0; t != server->num_threads; ++t)
+        uv_async_send(&server->workers[t].wake);
+    /* the main loop goes on (signals are still taken, and ignored) until every worker has stopped */
+}
+
+static void on_signal(uv_signal_t *handle, int sig)
+{
+    server_t *server = handle->data;
+
+    switch (sig) {
+    case SIGHUP:
+        if (server->stopping)
+            weir_info("SIGHUP received while draining: ignored");
+        else
+            free(reload(server));
+        break;
+    case SIGUSR1:
+        weir_info("SIGUSR1 received: reopening the access log");
+        weir_access_log_reopen_all();
+        break;
+    default:
+        if (server->stopping)
+            weir_info("%s received: already draining", sig == SIGTERM ? "SIGTERM" : "SIGINT");
+        else
+            begin_stop(server, sig);
+        break;
+    }
 }
 
 /* Kept reachable when workers were given up on, so that leak checkers do not report what the exit reclaims. */
 static server_t *abandoned_server;
 
-/* Running ------------------------------------------------------------------------------------------------------- */
-
-static int wait_for_signal(const sigset_t *set)
+int weir_server_run(const char *conf_file, weir_server_conf_t *conf)
 {
-    int sig;
-    for (;;) {
-        if (sigwait(set, &sig) != 0)
-            continue;
-        if (sig == SIGHUP) {
-            weir_info("SIGHUP ignored: restart weir to apply a new configuration");
-            continue;
-        }
-        return sig;
-    }
-}
-
-int weir_server_run(const weir_server_conf_t *conf)
-{
+    static const int SIGNALS[] = {SIGTERM, SIGINT, SIGHUP, SIGUSR1};
     server_t *server = weir_calloc(1, sizeof(*server));
-    server->conf = conf;
     sigset_t sigs;
     unsigned num_created = 0;
     int ret = 0;
+    generation_t *gen = NULL;
 
+    server->conf_file = conf_file;
+    server->main_loop.data = server;
+    server->num_threads = conf->num_threads;
     signal(SIGPIPE, SIG_IGN);
     /* libcurl's global state, before any thread (outbound HTTP of the modules) */
     if ((ret = weir_http_client_global_init()) != 0) {
@@ -636,52 +1225,35 @@ int weir_server_run(const weir_server_conf_t *conf)
         free(server);
         return ret;
     }
+    /* Blocked in every thread but the main one, whose loop takes them. */
     sigemptyset(&sigs);
-    sigaddset(&sigs, SIGTERM);
-    sigaddset(&sigs, SIGINT);
-    sigaddset(&sigs, SIGHUP);
-    /* Blocked before any thread starts, so that every thread inherits the mask and only sigwait sees them. */
+    for (size_t i = 0; i != WEIR_ARRAY_SIZE(SIGNALS); ++i)
+        sigaddset(&sigs, SIGNALS[i]);
     pthread_sigmask(SIG_BLOCK, &sigs, NULL);
     pthread_mutex_init(&server->mutex, NULL);
     pthread_cond_init(&server->cond, NULL);
+    uv_loop_init(&server->main_loop);
+    uv_async_init(&server->main_loop, &server->main_wake, on_main_wake);
+    server->main_wake.data = server;
 
-    server->ssl_ctxs = weir_calloc(conf->num_listeners, sizeof(*server->ssl_ctxs));
-    server->workers = weir_calloc(conf->num_threads, sizeof(*server->workers));
-    for (unsigned t = 0; t != conf->num_threads; ++t) {
-        worker_t *w = server->workers + t;
-        w->server = server;
-        w->id = t;
-        w->accept_ctxs = weir_calloc(conf->num_listeners, sizeof(*w->accept_ctxs));
-        w->listeners = weir_calloc(conf->num_listeners, sizeof(*w->listeners));
-        w->fds = weir_malloc(conf->num_listeners * sizeof(*w->fds));
-        for (size_t i = 0; i != conf->num_listeners; ++i)
-            w->fds[i] = -1;
-    }
-
-    for (size_t i = 0; i != conf->num_listeners; ++i) {
-        const weir_listen_conf_t *lc = conf->listeners + i;
-        if (lc->certificate_file != NULL && (server->ssl_ctxs[i] = create_ssl_ctx(lc)) == NULL) {
-            ret = -EINVAL;
-            goto Exit;
-        }
-        uint16_t port = lc->port;
-        for (unsigned t = 0; t != conf->num_threads; ++t)
-            if ((ret = bind_listener(lc, &port, &server->workers[t].fds[i])) != 0)
-                goto Exit;
-        const char *host = lc->host != NULL ? lc->host : "*";
-        weir_info("listening on %s://%s%s%s:%u", lc->certificate_file != NULL ? "https" : "http", strchr(host, ':') ? "[" : "",
-                  host, strchr(host, ':') ? "]" : "", (unsigned)port);
-    }
-
-    if ((ret = setup_globalconf(server)) != 0)
-        goto Exit;
     struct rlimit rl;
-    uint64_t nofile = getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur != RLIM_INFINITY ? rl.rlim_cur : 1048576;
-    server->max_connections =
-        conf->max_connections != 0 ? (size_t)conf->max_connections : weir_server_default_max_connections(conf, nofile);
-    weir_respond_set_memory_budget(conf->limit_response_memory);
+    server->nofile = getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur != RLIM_INFINITY ? rl.rlim_cur : 1048576;
+    server->workers = weir_calloc(server->num_threads, sizeof(*server->workers));
+    for (unsigned t = 0; t != server->num_threads; ++t) {
+        server->workers[t].server = server;
+        server->workers[t].id = t;
+    }
+    if ((gen = generation_create(server, conf)) == NULL) {
+        ret = -EINVAL;
+        goto Exit;
+    }
+    server->current = gen; /* the workers take it as they start */
+    apply_globals(server, &gen->conf);
+    if (gen->conf.control_socket != NULL &&
+        (ret = weir_control_start(&server->main_loop, gen->conf.control_socket, on_control, server, &server->control)) != 0)
+        goto Exit;
 
-    for (unsigned t = 0; t != conf->num_threads; ++t) {
+    for (unsigned t = 0; t != server->num_threads; ++t) {
         if ((ret = -pthread_create(&server->workers[t].tid, NULL, run_worker, server->workers + t)) != 0) {
             weir_error("cannot start worker thread: %s", strerror(-ret));
             break;
@@ -694,16 +1266,27 @@ int weir_server_run(const weir_server_conf_t *conf)
     if (ret == 0)
         ret = server->start_error;
     pthread_mutex_unlock(&server->mutex);
+    free_unused_slots(server);
 
     if (ret == 0) {
+        pthread_sigmask(SIG_UNBLOCK, &sigs, NULL);
+        for (size_t i = 0; i != WEIR_ARRAY_SIZE(SIGNALS); ++i) {
+            uv_signal_init(&server->main_loop, &server->signals[i]);
+            server->signals[i].data = server;
+            uv_signal_start(&server->signals[i], on_signal, SIGNALS[i]);
+        }
         weir_info("weir %s ready: %u worker thread(s), max-connections %zu (descriptor limit %llu), pid %d", WEIR_VERSION,
-                  conf->num_threads, server->max_connections, (unsigned long long)nofile, (int)getpid());
-        int sig = wait_for_signal(&sigs);
-        weir_info("%s received: draining (grace period %llu ms)", sig == SIGTERM ? "SIGTERM" : "SIGINT",
-                  (unsigned long long)conf->graceful_shutdown_timeout_ms);
+                  server->num_threads, max_connections(server), (unsigned long long)server->nofile, (int)getpid());
+        weir_notify("READY=1\nSTATUS=serving configuration %u", gen->id);
+        uv_run(&server->main_loop, UV_RUN_DEFAULT);
+    } else {
+        pthread_mutex_lock(&server->mutex);
+        server->shutdown = 1;
+        pthread_mutex_unlock(&server->mutex);
+        for (unsigned t = 0; t != num_created; ++t)
+            uv_async_send(&server->workers[t].wake);
     }
-    for (unsigned t = 0; t != num_created; ++t)
-        uv_async_send(&server->workers[t].wake);
+
     int abandoned = 0;
     for (unsigned t = 0; t != num_created; ++t) {
         pthread_join(server->workers[t].tid, NULL);
@@ -720,23 +1303,22 @@ int weir_server_run(const weir_server_conf_t *conf)
         weir_info("stopped");
 
 Exit:
-    if (server->access_log != NULL)
-        h2o_mem_release_shared(server->access_log);
-    if (server->globalconf_inited)
-        h2o_config_dispose(&server->globalconf);
-    for (unsigned t = 0; t != conf->num_threads; ++t) {
-        worker_t *w = server->workers + t;
-        for (size_t i = 0; i != conf->num_listeners; ++i)
-            if (w->fds[i] >= 0)
-                close(w->fds[i]);
-        free(w->accept_ctxs);
-        free(w->listeners);
-        free(w->fds);
-    }
+    if (server->control != NULL)
+        weir_control_stop(server->control);
+    if (!uv_is_closing((uv_handle_t *)&server->main_wake))
+        uv_close((uv_handle_t *)&server->main_wake, NULL);
+    uv_run(&server->main_loop, UV_RUN_DEFAULT);
+    uv_loop_close(&server->main_loop);
+    /* Every worker has been joined: what they held of the generations is released, the server's own reference is
+     * the last one. */
+    free_dead_generations(server);
+    if (server->current != NULL && --server->current->refs == 0)
+        generation_free(server->current);
+    for (size_t s = 0; s != server->num_slots; ++s)
+        if (server->slots[s] != NULL)
+            slot_free(server->slots[s], server->num_threads);
+    free(server->slots);
     free(server->workers);
-    for (size_t i = 0; i != conf->num_listeners; ++i)
-        SSL_CTX_free(server->ssl_ctxs[i]);
-    free(server->ssl_ctxs);
     pthread_cond_destroy(&server->cond);
     pthread_mutex_destroy(&server->mutex);
     free(server);

@@ -2,31 +2,24 @@
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
-#include <openssl/err.h>
-#include <openssl/pem.h>
-#include <openssl/ssl.h>
 #include "weir/common.h"
 #include "weir/server.h"
+#include "weir/tls.h"
 
-#define DEFAULT_TIMEOUT_MS 10000
-#define DEFAULT_HTTP1_REQUEST_TIMEOUT_MS 60000
-#define DEFAULT_WRITE_TIMEOUT_MS 60000
-#define MAX_CONNECTIONS 10000000
-#define MAX_NUM_THREADS 1024
 
 void weir_server_conf_init(weir_server_conf_t *conf)
 {
     long ncpu = sysconf(_SC_NPROCESSORS_ONLN);
 
     memset(conf, 0, sizeof(*conf));
-    conf->num_threads = ncpu < 1 ? 1 : ncpu > MAX_NUM_THREADS ? MAX_NUM_THREADS : (unsigned)ncpu;
-    conf->limit_request_body = 10 * 1024 * 1024;
-    conf->graceful_shutdown_timeout_ms = DEFAULT_TIMEOUT_MS;
+    conf->num_threads = ncpu < 1 ? 1 : ncpu > WEIR_MAX_THREADS ? WEIR_MAX_THREADS : (unsigned)ncpu;
+    conf->limit_request_body = WEIR_DEFAULT_LIMIT_REQUEST_BODY;
+    conf->graceful_shutdown_timeout_ms = WEIR_DEFAULT_TIMEOUT_MS;
     /* 60 s, as nginx's client_header_timeout: load generators such as ab open a spare connection they never use, and
      * a shorter timeout closes it in the middle of a long run, which they count as a failed request. */
-    conf->http1_request_timeout_ms = DEFAULT_HTTP1_REQUEST_TIMEOUT_MS;
-    conf->http2_idle_timeout_ms = DEFAULT_TIMEOUT_MS;
-    conf->write_timeout_ms = DEFAULT_WRITE_TIMEOUT_MS;
+    conf->http1_request_timeout_ms = WEIR_DEFAULT_HTTP1_REQUEST_TIMEOUT_MS;
+    conf->http2_idle_timeout_ms = WEIR_DEFAULT_TIMEOUT_MS;
+    conf->write_timeout_ms = WEIR_DEFAULT_WRITE_TIMEOUT_MS;
     conf->limit_response_memory = WEIR_DEFAULT_LIMIT_RESPONSE_MEMORY;
 }
 
@@ -49,59 +42,18 @@ static void unknown_key(const weir_conf_pair_t *pair, weir_conf_errors_t *errs)
     weir_conf_error(errs, pair->key, "unknown key \"%s\"", pair->key->data.scalar.str);
 }
 
-/* The reason of the first error in OpenSSL's queue (the root cause), which is then cleared. */
-static const char *ssl_reason(char *buf, size_t size)
-{
-    unsigned long e = ERR_peek_error();
-    const char *reason = e != 0 ? ERR_reason_error_string(e) : NULL;
-
-    if (reason != NULL)
-        snprintf(buf, size, "%s", reason);
-    else if (e != 0)
-        ERR_error_string_n(e, buf, size);
-    else
-        snprintf(buf, size, "unknown error");
-    ERR_clear_error();
-    return buf;
-}
-
-/* Refuses to prompt for a passphrase: an encrypted key fails to load instead of blocking on the terminal. */
-static int no_passphrase(char *buf, int size, int rwflag, void *u)
-{
-    return 0;
-}
-
-/* Loads the certificate chain and the key into a throw-away context, so that a bad file is reported with its place in
- * the config at startup rather than as a failure of a worker thread. */
+/* Loads the certificate chain and the key as the server will, so that a bad file is reported with its place in the
+ * config at startup (and on reload) rather than as a failure of the running server. */
 static void check_ssl_files(const weir_conf_node_t *cert_node, const char *cert_file, const weir_conf_node_t *key_node,
                             const char *key_file, weir_conf_errors_t *errs)
 {
-    char reason[256];
-    SSL_CTX *ctx = NULL;
-    BIO *bio = NULL;
-    EVP_PKEY *pkey = NULL;
-    int cert_ok;
+    weir_tls_errors_t tls;
+    SSL_CTX *ctx = weir_tls_create_server_ctx(cert_file, key_file, &tls);
 
-    ERR_clear_error();
-    if ((ctx = SSL_CTX_new(TLS_server_method())) == NULL) {
-        weir_conf_error(errs, cert_node, "cannot create a TLS context: %s", ssl_reason(reason, sizeof(reason)));
-        goto Exit;
-    }
-    if (!(cert_ok = SSL_CTX_use_certificate_chain_file(ctx, cert_file)))
-        weir_conf_error(errs, cert_node, "cannot load certificate \"%s\": %s", cert_file, ssl_reason(reason, sizeof(reason)));
-    if ((bio = BIO_new_file(key_file, "r")) == NULL || (pkey = PEM_read_bio_PrivateKey(bio, NULL, no_passphrase, NULL)) == NULL) {
-        weir_conf_error(errs, key_node, "cannot load private key \"%s\": %s", key_file, ssl_reason(reason, sizeof(reason)));
-        goto Exit;
-    }
-    if (cert_ok && (!SSL_CTX_use_PrivateKey(ctx, pkey) || !SSL_CTX_check_private_key(ctx))) {
-        ERR_clear_error();
-        weir_conf_error(errs, key_node, "private key \"%s\" does not match certificate \"%s\"", key_file, cert_file);
-    }
-
-Exit:
-    ERR_clear_error();
-    EVP_PKEY_free(pkey);
-    BIO_free(bio);
+    if (tls.certificate[0] != '\0')
+        weir_conf_error(errs, cert_node, "%s", tls.certificate);
+    if (tls.key[0] != '\0')
+        weir_conf_error(errs, key_node, "%s", tls.key);
     SSL_CTX_free(ctx);
 }
 
@@ -337,7 +289,7 @@ int weir_server_conf_parse(weir_server_conf_t *conf, const weir_conf_node_t *roo
             has_listen = 1;
             parse_listen(conf, value, errs);
         } else if (strcmp(key, "num-threads") == 0) {
-            if (weir_conf_to_int64(value, 1, MAX_NUM_THREADS, &v, errs) == 0)
+            if (weir_conf_to_int64(value, 1, WEIR_MAX_THREADS, &v, errs) == 0)
                 conf->num_threads = (unsigned)v;
         } else if (strcmp(key, "limit-request-body") == 0) {
             weir_conf_to_size(value, 1, UINT64_C(4) << 30, &conf->limit_request_body, errs);
@@ -357,8 +309,14 @@ int weir_server_conf_parse(weir_server_conf_t *conf, const weir_conf_node_t *roo
         } else if (strcmp(key, "write-timeout") == 0) {
             parse_seconds(value, &conf->write_timeout_ms, errs);
         } else if (strcmp(key, "max-connections") == 0) {
-            if (weir_conf_to_int64(value, 1, MAX_CONNECTIONS, &v, errs) == 0)
+            if (weir_conf_to_int64(value, 1, WEIR_MAX_CONNECTIONS, &v, errs) == 0)
                 conf->max_connections = (uint64_t)v;
+        } else if (strcmp(key, "control-socket") == 0) {
+            char *path;
+            if (weir_conf_to_path(value, 0, &path, errs) == 0) {
+                free(conf->control_socket);
+                conf->control_socket = path;
+            }
         } else if (strcmp(key, "limit-response-memory") == 0) {
             weir_conf_to_size(value, 1, UINT64_C(1) << 40, &conf->limit_response_memory, errs);
         } else if (strcmp(key, "hosts") == 0) {
@@ -410,5 +368,6 @@ void weir_server_conf_dispose(weir_server_conf_t *conf)
     }
     free(conf->hosts);
     free(conf->access_log);
+    free(conf->control_socket);
     memset(conf, 0, sizeof(*conf));
 }

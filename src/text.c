@@ -80,7 +80,7 @@ int weir_utf8_is_valid(const char *_s, size_t len)
     return 1;
 }
 
-static int hexval(int c)
+int weir_hex_digit(int c)
 {
     if (c >= '0' && c <= '9')
         return c - '0';
@@ -100,7 +100,7 @@ ssize_t weir_percent_decode(const char *src, size_t len, char *dst, int plus_is_
             int hi, lo;
             if (len - i < 3)
                 return -EINVAL;
-            if ((hi = hexval((unsigned char)src[i + 1])) < 0 || (lo = hexval((unsigned char)src[i + 2])) < 0)
+            if ((hi = weir_hex_digit((unsigned char)src[i + 1])) < 0 || (lo = weir_hex_digit((unsigned char)src[i + 2])) < 0)
                 return -EINVAL;
             dst[o++] = (char)(hi << 4 | lo);
             i += 2;
@@ -147,7 +147,7 @@ int weir_query_find(h2o_mem_pool_t *pool, const char *query, size_t len, const c
             } else {
                 /* validate only */
                 for (const char *q = vsrc; q < pair_end; ++q)
-                    if (*q == '%' && (pair_end - q < 3 || hexval((unsigned char)q[1]) < 0 || hexval((unsigned char)q[2]) < 0))
+                    if (*q == '%' && (pair_end - q < 3 || weir_hex_digit((unsigned char)q[1]) < 0 || weir_hex_digit((unsigned char)q[2]) < 0))
                         return -EINVAL;
             }
         }

@@ -6,7 +6,8 @@
  * The timer is armed for the first non-empty slot after `processed`: every entry's due time is at or after the first
  * time its slot comes round, so this is never later than the earliest due time (it can be earlier when an entry waits
  * for a later turn of the wheel; that tick then runs nothing). Adding arms the timer earlier when needed; cancelling
- * leaves it, at worst for one early tick, unless it was the last entry: then the timer stops. While entries are pending, the timer
+ * leaves it, at worst for one early tick, unless it was the last entry: then the timer stops. After a stall longer than
+ * the wheel's span, the entries that have come due are sorted by due time before they fire. While entries are pending, the timer
  * keeps the loop alive, as their own uv timers would.
  */
 #include <assert.h>
@@ -27,13 +28,6 @@ struct st_weir_wheel_t {
     h2o_linklist_t ready;
     h2o_linklist_t slots[];
 };
-
-void weir_wheel_entry_init(weir_wheel_entry_t *entry)
-{
-    entry->link.next = entry->link.prev = NULL;
-    entry->due = 0;
-    entry->cb = NULL;
-}
 
 int weir_wheel_entry_is_linked(const weir_wheel_entry_t *entry)
 {
@@ -158,6 +152,38 @@ static void collect_due(h2o_linklist_t *slot, uint64_t now, h2o_linklist_t *out)
     }
 }
 
+typedef struct st_sort_item_t {
+    weir_wheel_entry_t *entry;
+    size_t seq;
+} sort_item_t;
+
+static int cmp_due(const void *_a, const void *_b)
+{
+    const sort_item_t *a = _a, *b = _b;
+    if (a->entry->due != b->entry->due)
+        return a->entry->due < b->entry->due ? -1 : 1;
+    return a->seq < b->seq ? -1 : a->seq > b->seq;
+}
+
+/* Orders @p list by due time, keeping the order of entries due at the same time (they were collected from one slot,
+ * in the order they were added). */
+static void sort_by_due(h2o_linklist_t *list)
+{
+    size_t n = 0;
+    for (h2o_linklist_t *l = list->next; l != list; l = l->next)
+        ++n;
+    sort_item_t *items = weir_malloc(n * sizeof(*items));
+    for (size_t i = 0; i != n; ++i) {
+        items[i].entry = H2O_STRUCT_FROM_MEMBER(weir_wheel_entry_t, link, list->next);
+        items[i].seq = i;
+        h2o_linklist_unlink(list->next);
+    }
+    qsort(items, n, sizeof(*items), cmp_due);
+    for (size_t i = 0; i != n; ++i)
+        h2o_linklist_insert(list, &items[i].entry->link);
+    free(items);
+}
+
 static void on_tick(uv_timer_t *timer)
 {
     weir_wheel_t *wheel = timer->data;
@@ -167,10 +193,14 @@ static void on_tick(uv_timer_t *timer)
     h2o_linklist_init_anchor(&due);
     h2o_linklist_insert_list(&due, &wheel->ready);
     if (now > wheel->processed) {
-        /* Slots in due-time order; after a long stall, each slot once (the oldest turn first). */
-        uint64_t from = now - wheel->processed > wheel->mask + 1 ? now - wheel->mask : wheel->processed + 1;
+        /* Slots in due-time order. After a stall longer than the wheel's span, each slot once, and a slot may then hold
+         * entries of several turns: the few entries collected are put in due-time order. */
+        int stalled = now - wheel->processed > wheel->mask + 1;
+        uint64_t from = stalled ? now - wheel->mask : wheel->processed + 1;
         for (uint64_t t = from; t <= now; ++t)
             collect_due(&wheel->slots[t & wheel->mask], now, &due);
+        if (stalled)
+            sort_by_due(&due);
         wheel->processed = now;
     }
     /* The callbacks may add and cancel entries, including ones collected here: take them one at a time. */

@@ -16,8 +16,8 @@
  * Two backends sit behind one small const vtable (weir_cache_backend_vtable_t):
  * - memory (the default): one store shared by all worker threads, split into lock-striped shards, byte-accounted,
  *   evicting the least recently used entries of a shard beyond its share of max-bytes, TTLs checked at read time;
- * - redis: hiredis's async API on each worker's libuv loop, a small pool of connections per worker thread that
- *   reconnects by itself with exponential backoff, a libuv timer as the deadline of every command.
+ * - redis: the shared Redis client layer (redis.h) on each worker's libuv loop, a small pool of connections per worker
+ *   thread that reconnects by itself with exponential backoff, a libuv timer as the deadline of every command.
  */
 #ifndef WEIR_CACHE_H
 #define WEIR_CACHE_H
@@ -35,6 +35,18 @@
 #define WEIR_CACHE_DEFAULT_MEMORY_MAX_BYTES (64 * 1024 * 1024)
 /** Default `cache.redis.url`. */
 #define WEIR_CACHE_DEFAULT_REDIS_URL "redis://127.0.0.1:6379/0"
+/** Largest `cache.max-key-size`. */
+#define WEIR_CACHE_MAX_KEY_SIZE_LIMIT 65536
+/** Largest `cache.max-value-size` (512 MiB). */
+#define WEIR_CACHE_MAX_VALUE_SIZE_LIMIT (512 * 1024 * 1024)
+/** Largest `cache.redis.pool`. */
+#define WEIR_CACHE_MAX_REDIS_POOL 64
+/** Largest `cache.redis.timeout` (ms). */
+#define WEIR_CACHE_MAX_REDIS_TIMEOUT_MS 600000
+/** Default `cache.redis.pool`. */
+#define WEIR_CACHE_DEFAULT_REDIS_POOL 2
+/** Default `cache.redis.timeout` (ms). */
+#define WEIR_CACHE_DEFAULT_REDIS_TIMEOUT_MS 1000
 /** Largest ttl accepted (seconds): about 68 years. */
 #define WEIR_CACHE_MAX_TTL INT32_MAX
 
@@ -219,30 +231,9 @@ int weir_cache_memory_check(weir_cache_memory_t *m);
 
 /* ---- redis backend (handlers/cache_redis.c) -------------------------------------------------------------------- */
 
-/** Where the Redis server is, as parsed from a URL. */
-typedef struct st_weir_cache_redis_target_t {
-    char *host;      /**< TCP: host name or address (brackets of an IPv6 literal removed); NULL for a unix socket */
-    uint16_t port;   /**< TCP port, default 6379 */
-    char *unix_path; /**< unix socket path, or NULL */
-    char *username;  /**< for `AUTH username password` (Redis 6 ACL), or NULL */
-    char *password;  /**< for AUTH, or NULL */
-    unsigned db;     /**< SELECT db when non-zero */
-} weir_cache_redis_target_t;
-
-/**
- * Parses `redis://[[username]:password@]host[:port][/db]` (IPv6 as `[::1]`) or `unix:/path/redis.sock[?db=N]`
- * (also `unix:///path`, with `&password=P`); user name and password are percent-decoded.
- * On success the strings in @p target are allocated (free them with weir_cache_redis_target_dispose).
- * @return 0, or -EINVAL with a reason in @p err (at least 128 bytes).
- */
-int weir_cache_redis_parse_url(const char *url, weir_cache_redis_target_t *target, char *err, size_t err_size);
-
-/** Frees the strings of @p target. */
-void weir_cache_redis_target_dispose(weir_cache_redis_target_t *target);
-
 /** Options of weir_cache_redis_create. */
 typedef struct st_weir_cache_redis_options_t {
-    const char *url;         /**< as for weir_cache_redis_parse_url; NULL: WEIR_CACHE_DEFAULT_REDIS_URL */
+    const char *url;         /**< as for weir_redis_parse_url; NULL: WEIR_CACHE_DEFAULT_REDIS_URL */
     unsigned pool_size;      /**< connections per worker thread (>= 1) */
     uint64_t timeout_ms;     /**< deadline of each command, and of each connection attempt */
     const char *prefix;      /**< prepended to keys; NULL: none */

@@ -12,6 +12,10 @@
 
 /** Largest n allowed: every square i*i (i < n) fits in 64 bits, and the sum (about n^3/3) in 128. */
 #define WEIR_CALC_N_LIMIT UINT64_C(4294967296)
+/** Default `calc.n`. */
+#define WEIR_CALC_DEFAULT_N 1000000
+/** Default `calc.max-n`. */
+#define WEIR_CALC_DEFAULT_MAX_N 100000000
 /** Largest `calc.threads`. */
 #define WEIR_CALC_MAX_THREADS 1024
 

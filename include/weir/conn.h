@@ -83,6 +83,9 @@ void weir_conn_registry_init(weir_conn_registry_t *reg, uv_loop_t *loop, uint64_
 /** Frees what @p reg holds; every connection must have been closed (and the loop run until their records were freed). */
 void weir_conn_registry_dispose(weir_conn_registry_t *reg);
 
+/** The body limit of the guards of connections opened from now on (a reload may change limit-request-body). */
+void weir_conn_registry_set_max_body(weir_conn_registry_t *reg, uint64_t max_body);
+
 /**
  * Makes @p reg the registry of the calling thread, which libh2o's hooks consult (NULL: none; connections of no
  * registry are left to h2o alone). Call on the loop's thread before accepting.

@@ -33,6 +33,9 @@ uint64_t weir_respond_memory_in_use(void);
 /** Sends `{"error": MESSAGE}` (MESSAGE escaped) with @p status. */
 void weir_respond_error(h2o_req_t *req, int status, const char *reason, const char *message);
 
+/** Sends 503 `{"error": MESSAGE}` with `Retry-After: SECONDS` (at least 1). */
+void weir_respond_unavailable(h2o_req_t *req, unsigned retry_after_s, const char *message);
+
 /** Sends 405 with `Allow: ALLOW` and a JSON error naming the allowed methods. */
 void weir_respond_method_not_allowed(h2o_req_t *req, const char *allow);
 

@@ -9,6 +9,7 @@
 #include <stddef.h>
 #include <stdint.h>
 #include <h2o.h>
+#include "weir/access_log.h"
 #include "weir/config.h"
 #include "weir/module.h"
 
@@ -50,10 +51,23 @@ typedef struct st_weir_server_conf_t {
     uint64_t max_connections;              /**< `max-connections` (per process); 0: derived from the descriptor limit */
     uint64_t limit_response_memory;        /**< `limit-response-memory`: bytes of large answers (16 KiB and more) that
                                                 may wait for their readers at once; beyond, 503; default 256 MiB */
+    char *control_socket;                  /**< `control-socket`: unix socket for `weir -s reload`; NULL: none */
     weir_host_conf_t *hosts;
     size_t num_hosts;
 } weir_server_conf_t;
 
+/** Largest `num-threads`. */
+#define WEIR_MAX_THREADS 1024
+/** Largest `max-connections`. */
+#define WEIR_MAX_CONNECTIONS 10000000
+/** Default `limit-request-body` (10 MiB). */
+#define WEIR_DEFAULT_LIMIT_REQUEST_BODY (10 * 1024 * 1024)
+/** Default `graceful-shutdown-timeout` and `http2-idle-timeout` (ms). */
+#define WEIR_DEFAULT_TIMEOUT_MS 10000
+/** Default `http1-request-timeout` (ms). */
+#define WEIR_DEFAULT_HTTP1_REQUEST_TIMEOUT_MS 60000
+/** Default `write-timeout` (ms). */
+#define WEIR_DEFAULT_WRITE_TIMEOUT_MS 60000
 /** Default `limit-response-memory` (256 MiB). */
 #define WEIR_DEFAULT_LIMIT_RESPONSE_MEMORY (UINT64_C(256) << 20)
 /** Descriptors kept out of max-connections' default for the process itself (log files, config reads, stdio). */
@@ -89,16 +103,21 @@ size_t weir_server_default_max_connections(const weir_server_conf_t *conf, uint6
 /**
  * Initialises @p gc (h2o_config_init) and fills it from @p conf: limits and timeouts, every host with its paths (each
  * path's module registers its handler; longest paths first), a 404 fallback, and @p access_log (may be NULL) on
- * every path. Used by the server and by tests and fuzzers that drive the real stack in-process. Dispose @p gc with
- * h2o_config_dispose, also after a failure.
+ * every path (a weir_access_log_t, see access_log.h). Used by the server and by tests and fuzzers that drive the real stack
+ * in-process. Dispose @p gc with h2o_config_dispose, also after a failure.
  * @return 0, or the negative errno-style code of the first module that could not register (logged).
  */
-int weir_server_setup_globalconf(h2o_globalconf_t *gc, const weir_server_conf_t *conf, h2o_access_log_filehandle_t *access_log);
+int weir_server_setup_globalconf(h2o_globalconf_t *gc, const weir_server_conf_t *conf, weir_access_log_t *access_log);
 
 /**
- * Runs the server until SIGTERM or SIGINT, then drains (see README). Must be called from the main thread.
+ * Runs the server on @p conf (taken: emptied by the call) until SIGTERM or SIGINT, then drains (see README). SIGHUP,
+ * and "reload" on the control socket, re-read @p conf_file and switch to it when it is valid; SIGUSR1 reopens the
+ * access log. Must be called from the main thread.
  * @return 0 after a clean shutdown, or a negative errno-style code when it could not start (message logged).
  */
-int weir_server_run(const weir_server_conf_t *conf);
+int weir_server_run(const char *conf_file, weir_server_conf_t *conf);
+
+/** Whether the process is shutting down (SIGTERM or SIGINT received); any thread. */
+int weir_server_draining(void);
 
 #endif

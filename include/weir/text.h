@@ -25,6 +25,9 @@ ssize_t weir_parse_decimal_prefix(const char *s, size_t len, uint64_t max, uint6
  */
 int weir_parse_decimal(const char *s, size_t len, uint64_t max, uint64_t *out);
 
+/** The value of hexadecimal digit @p c (either case), or -1 when it is not one. */
+int weir_hex_digit(int c);
+
 /** True when @p s is well-formed UTF-8 (RFC 3629: no overlong forms, no surrogates, at most U+10FFFF). */
 int weir_utf8_is_valid(const char *s, size_t len);
 

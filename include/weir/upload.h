@@ -3,14 +3,45 @@
  * `POST /upload`: each request holds one of `concurrency` slots (global across worker threads, granted in arrival
  * order) while its backend (upload_backend.h) uploads: by default a simulated slow upstream, a uniformly random delay in
  * [delay_min_ms, delay_max_ms] then `200 {"success": true}`; with the s3 backend, the request's image stored in an
- * S3-compatible object store. A client that goes away gives its slot back.
+ * S3-compatible object store. A client that goes away gives its slot back. At most max_queue uploads wait in this process;
+ * beyond that, and for one that waited queue_timeout_ms without a slot, the answer is `503 {"error": ...}` with
+ * `Retry-After`.
  */
 #ifndef WEIR_UPLOAD_H
 #define WEIR_UPLOAD_H
 
 #include <stdint.h>
 #include <h2o.h>
+#include "weir/gate.h"
 #include "weir/module.h"
+
+/** Largest `upload.concurrency`. */
+#define WEIR_UPLOAD_MAX_CONCURRENCY 1000000
+/** Largest `upload.delay-min` and `upload.delay-max` (ms). */
+#define WEIR_UPLOAD_MAX_DELAY_MS 3600000
+/** Default `upload.max-queue`: with the default 5 slots and 150 ms uploads, about 30 s of work queued. */
+#define WEIR_UPLOAD_DEFAULT_MAX_QUEUE 1000
+/** Largest `upload.max-queue`. */
+#define WEIR_UPLOAD_MAX_MAX_QUEUE 10000000
+/** Default `upload.queue-timeout` (ms): nobody waits longer than this silently. */
+#define WEIR_UPLOAD_DEFAULT_QUEUE_TIMEOUT_MS 30000
+/** Largest `upload.queue-timeout` (ms). */
+#define WEIR_UPLOAD_MAX_QUEUE_TIMEOUT_MS 3600000
+
+/** Default `upload.redis.url`. */
+#define WEIR_UPLOAD_DEFAULT_REDIS_URL "redis://127.0.0.1:6379/0"
+/** Default `upload.redis.name`. */
+#define WEIR_UPLOAD_DEFAULT_REDIS_NAME "weir:upload"
+/** Default `upload.redis.lease` (ms). */
+#define WEIR_UPLOAD_DEFAULT_REDIS_LEASE_MS 10000
+/** Largest `upload.redis.lease` (ms). */
+#define WEIR_UPLOAD_MAX_REDIS_LEASE_MS 3600000
+/** Default `upload.redis.timeout` (ms). */
+#define WEIR_UPLOAD_DEFAULT_REDIS_TIMEOUT_MS 1000
+/** Largest `upload.redis.timeout` (ms). */
+#define WEIR_UPLOAD_MAX_REDIS_TIMEOUT_MS 600000
+/** Longest `upload.redis.name`. */
+#define WEIR_UPLOAD_MAX_REDIS_NAME 128
 
 /** `upload.backend` */
 typedef enum en_weir_upload_backend_type_t {
@@ -49,27 +80,46 @@ typedef struct st_weir_upload_s3_settings_t {
     uint32_t max_connections;
 } weir_upload_s3_settings_t;
 
+/** Which gate a /upload path uses. */
+typedef enum en_weir_upload_gate_kind_t {
+    WEIR_UPLOAD_GATE_LOCAL, /**< in-process (default) */
+    WEIR_UPLOAD_GATE_REDIS, /**< shared through Redis by every instance with the same name */
+} weir_upload_gate_kind_t;
+
 /** Settings of one /upload path (YAML keys upload.*). */
 typedef struct st_weir_upload_settings_t {
-    uint32_t concurrency;               /**< `upload.concurrency`: slots, 1..1000000, default 5 */
-    uint32_t delay_min_ms;              /**< `upload.delay-min`: milliseconds, 0..3600000, default 100 */
-    uint32_t delay_max_ms;              /**< `upload.delay-max`: milliseconds, >= delay-min, default 200 */
-    weir_upload_backend_type_t backend; /**< `upload.backend`: default delay */
+    uint32_t concurrency;      /**< `upload.concurrency`: slots, 1..1000000, default 5 */
+    uint32_t delay_min_ms;     /**< `upload.delay-min`: milliseconds, 0..3600000, default 100 */
+    uint32_t delay_max_ms;     /**< `upload.delay-max`: milliseconds, >= delay-min, default 200 */
+    uint32_t max_queue;        /**< `upload.max-queue`: uploads of this path waiting in this process, 1..10000000, default 1000 */
+    uint32_t queue_timeout_ms; /**< `upload.queue-timeout`: ms an upload may wait for a slot, 1..3600000, default 30000 */
+    weir_upload_gate_kind_t gate;       /**< `upload.gate`: local (default) or redis */
+    char *redis_url;                    /**< `upload.redis.url`; NULL means WEIR_UPLOAD_DEFAULT_REDIS_URL */
+    char *redis_name;                   /**< `upload.redis.name`; NULL means WEIR_UPLOAD_DEFAULT_REDIS_NAME */
+    uint32_t redis_lease_ms;            /**< `upload.redis.lease`: >= 2 x delay-max + 1000, default 10000 */
+    uint32_t redis_timeout_ms;          /**< `upload.redis.timeout`: per command and connection attempt, <= lease / 2 */
+    weir_gate_on_failure_t on_failure;  /**< `upload.redis.on-failure`: reject (default) or local */
+    weir_upload_backend_type_t backend; /**< `upload.backend`: delay (default) or s3 */
     weir_upload_s3_settings_t s3;       /**< `upload.s3.*`, used by the s3 backend */
 } weir_upload_settings_t;
 
-/** Fills @p s with the defaults. */
+/** Fills @p s with the defaults (allocates nothing). */
 void weir_upload_settings_init(weir_upload_settings_t *s);
 
-/** Frees what the parser allocated in @p s (the s3 strings; the secret is wiped first). */
+/** Frees the strings of @p s (set by the config parser with malloc; the s3 secret is wiped first) and resets them. */
 void weir_upload_settings_dispose(weir_upload_settings_t *s);
 
 /** Connections to the store one worker thread keeps with these settings (0 for the delay backend). */
 unsigned weir_upload_store_connections(const weir_upload_settings_t *s);
 
+/** The smallest `upload.redis.lease` for a `upload.delay-max` of @p delay_max_ms: 2 x delay-max + 1000 ms. */
+uint64_t weir_upload_min_lease_ms(uint32_t delay_max_ms);
+
 /**
- * Registers the upload handler on @p pathconf. The handler owns its semaphore and its backend; they are freed with
- * the globalconf (h2o_config_dispose). @return 0, or -EINVAL for inconsistent settings.
+ * Registers the upload handler on @p pathconf. The handler owns its gate (shared with the handlers of later
+ * configuration generations) and its backend; they are freed with the globalconf (h2o_config_dispose). @return 0,
+ * -EINVAL for inconsistent settings (s3 ones logged) or a malformed Redis URL, -ENOENT when the Redis host cannot be
+ * resolved (logged).
  */
 int weir_upload_register(h2o_pathconf_t *pathconf, const weir_upload_settings_t *s);
 

@@ -9,8 +9,8 @@
  * delays stay in their slot for more turns of the wheel and are checked against their due time.
  *
  * Entries fire never before their due time, on the loop's clock (uv_now) as uv timers do, and in the order of their
- * due times (entries due at the same millisecond in the order they were added; after the loop stalled for longer than
- * the wheel's span, slot by slot). A zero delay fires the next time the loop runs its timers.
+ * due times (entries due at the same millisecond in the order they were added), also after the loop stalled for
+ * longer than the wheel's span. A zero delay fires the next time the loop runs its timers.
  * All calls must be made on the loop's thread.
  */
 #ifndef WEIR_WHEEL_H
@@ -27,15 +27,12 @@ typedef struct st_weir_wheel_entry_t weir_wheel_entry_t;
 /** Called on the loop when an entry is due; the entry is no longer linked and may be freed or added again. */
 typedef void (*weir_wheel_cb)(weir_wheel_entry_t *entry);
 
-/** A delay; embed it in the object that waits. Zero-initialise it (or call weir_wheel_entry_init) before first use. */
+/** A delay; embed it in the object that waits. Zero-initialise it before first use. */
 struct st_weir_wheel_entry_t {
     h2o_linklist_t link; /**< private */
     uint64_t due;        /**< loop time (ms) at which it fires; valid while linked */
     weir_wheel_cb cb;    /**< private */
 };
-
-/** Makes @p entry unlinked (same as zero-initialising it). */
-void weir_wheel_entry_init(weir_wheel_entry_t *entry);
 
 /** Whether @p entry is waiting in a wheel. */
 int weir_wheel_entry_is_linked(const weir_wheel_entry_t *entry);

@@ -244,15 +244,23 @@ class Relay:
                 readable, _, _ = select.select(socks, [], [], timeout)
             except (OSError, ValueError):
                 continue
-            for s in readable:
-                if s is self.listener:
-                    self._accept()
-                    continue
-                for c in list(self.conns):
-                    if s is c.down:
-                        self._from_down(c)
-                    elif s is c.up:
-                        self._from_up(c)
+            # Every connection weir closed is closed here before any new request is counted: weir closes an aborted
+            # PUT's connection before it starts the next PUT, and both may be seen in the same round.
+            readable = set(readable)
+            arrived = []
+            for c in list(self.conns):
+                if c.down in readable:
+                    data = self._read_down(c)
+                    if data:
+                        arrived.append((c, data))
+            for c, data in arrived:
+                if c in self.conns:
+                    self._from_down(c, data)
+            for c in list(self.conns):
+                if c.up is not None and c.up in readable and c in self.conns:
+                    self._from_up(c)
+            if self.listener in readable:
+                self._accept()
             now = time.monotonic()
             for c in list(self.conns):
                 if c.hold_until is not None and now >= c.hold_until and c in self.conns:
@@ -286,14 +294,18 @@ class Relay:
                 except OSError:
                     pass
 
-    def _from_down(self, c):
+    def _read_down(self, c):
+        """What weir sent, or None after closing the connection that weir closed."""
         try:
             data = c.down.recv(262144)
         except OSError:
             data = b""
         if not data:
             self._close(c)
-            return
+            return None
+        return data
+
+    def _from_down(self, c, data):
         c.req_buf += data
         self._parse_requests(c)
         if c.up is not None:

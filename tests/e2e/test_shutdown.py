@@ -205,14 +205,6 @@ class ShutdownTest(unittest.TestCase):
             h.close()
         self.assertEqual(w.proc.returncode, 0)
 
-    def test_sighup_is_ignored(self):
-        with Weir(make_config(dmin=10, dmax=10)) as w:
-            w.signal(signal.SIGHUP)
-            self.assertTrue(wt.wait_until(lambda: "SIGHUP" in w.stderr(), 5), w.stderr())
-            time.sleep(0.2)
-            self.assertIsNone(w.proc.poll())
-            self.assertEqual(wt.http1(w.port, "POST", "/upload").status, 200)
-
 
 if __name__ == "__main__":
     unittest.main()

@@ -10,6 +10,7 @@ import hashlib
 import json
 import os
 import re
+import signal
 import socket
 import subprocess
 import threading
@@ -399,6 +400,25 @@ class UploadS3Test(unittest.TestCase):
             finally:
                 w.kill()
             self.assertEqual(len(store.keys()), 4)
+
+    def test_reload_reads_the_secret_file_again(self):
+        """New credentials without a restart: the secret file is read by each reload; uploads in flight during the
+        reload finish under the configuration they started with, and the old generation's HTTP clients go."""
+        with S3rver() as store:
+            secret = secret_file("not the secret")
+            # debug messages only with --log-level debug: the freeing of a replaced configuration is one
+            with Weir(config(s3_keys(store.endpoint, secret_path=secret)), extra_args=["--log-level", "debug"]) as w:
+                status, _, body = post_raw(w.url("/upload"), b"before", "image/png")
+                self.assertEqual(status, 502, body)
+                self.assertIn("SignatureDoesNotMatch", body["error"])
+                with open(secret, "w") as f:
+                    f.write(s3fix.SECRET + "\n")
+                w.signal(signal.SIGHUP)
+                self.assertTrue(wt.wait_until(lambda: "reloaded: serving configuration 2" in w.stderr(), 10), w.stderr())
+                status, _, body = post_raw(w.url("/upload"), b"after", "image/png")
+                self.assertEqual(status, 200, body)
+                self.check_object(store, body, b"after", "image/png")
+                self.assertTrue(wt.wait_until(lambda: "configuration 1 freed" in w.stderr(), 10), w.stderr())
 
     # --- weir -t ----------------------------------------------------------------------------------------------------
     def weir_t(self, keys, env=None):

@@ -21,169 +21,7 @@
 #include <unistd.h>
 #include <hiredis/hiredis.h>
 #include "weir/cache.h"
-
-/* ---- a redis-server of our own -------------------------------------------------------------------------------- */
-
-typedef struct {
-    pid_t pid;
-    int port;
-    char dir[96];
-    char sock[128];
-    char password[32];
-} server_t;
-
-static int free_port(void)
-{
-    struct sockaddr_in sa = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
-    socklen_t len = sizeof(sa);
-    int fd = socket(AF_INET, SOCK_STREAM, 0);
-    assert_true(fd >= 0);
-    assert_int_equal(bind(fd, (struct sockaddr *)&sa, sizeof(sa)), 0);
-    assert_int_equal(getsockname(fd, (struct sockaddr *)&sa, &len), 0);
-    close(fd);
-    return ntohs(sa.sin_port);
-}
-
-static int redis_major_version(void)
-{
-    static int major = -1;
-    if (major < 0) {
-        FILE *p = popen("redis-server --version", "r");
-        char line[256] = "";
-        assert_non_null(p);
-        if (fgets(line, sizeof(line), p) == NULL)
-            line[0] = '\0';
-        pclose(p);
-        const char *v = strstr(line, "v=");
-        major = v != NULL ? atoi(v + 2) : 0;
-    }
-    return major;
-}
-
-static redisContext *client_connect(server_t *s)
-{
-    struct timeval tv = {1, 0};
-    redisContext *c = s->port != 0 ? redisConnectWithTimeout("127.0.0.1", s->port, tv) : redisConnectUnixWithTimeout(s->sock, tv);
-    if (c != NULL && c->err == 0 && s->password[0] != '\0') {
-        redisReply *r = redisCommand(c, "AUTH %s", s->password);
-        freeReplyObject(r);
-    }
-    return c;
-}
-
-static void server_start(server_t *s)
-{
-    char port[16];
-    const char *argv[24];
-    int argc = 0;
-
-    snprintf(port, sizeof(port), "%d", s->port);
-    argv[argc++] = "redis-server";
-    argv[argc++] = "--port";
-    argv[argc++] = port;
-    argv[argc++] = "--bind";
-    argv[argc++] = "127.0.0.1";
-    argv[argc++] = "--save";
-    argv[argc++] = "";
-    argv[argc++] = "--appendonly";
-    argv[argc++] = "no";
-    argv[argc++] = "--dir";
-    argv[argc++] = s->dir;
-    if (redis_major_version() >= 7) {
-        argv[argc++] = "--enable-debug-command";
-        argv[argc++] = "local";
-    }
-    if (s->sock[0] != '\0') {
-        argv[argc++] = "--unixsocket";
-        argv[argc++] = s->sock;
-    }
-    if (s->password[0] != '\0') {
-        argv[argc++] = "--requirepass";
-        argv[argc++] = s->password;
-    }
-    argv[argc] = NULL;
-
-    s->pid = fork();
-    assert_true(s->pid >= 0);
-    if (s->pid == 0) {
-        int null = open("/dev/null", O_WRONLY);
-        dup2(null, 1);
-        execvp("redis-server", (char *const *)argv);
-        _exit(127);
-    }
-    for (int i = 0; i < 500; ++i) {
-        redisContext *c = client_connect(s);
-        if (c != NULL && c->err == 0) {
-            redisReply *r = redisCommand(c, "PING");
-            int ok = r != NULL && r->type == REDIS_REPLY_STATUS;
-            freeReplyObject(r);
-            redisFree(c);
-            if (ok)
-                return;
-        } else if (c != NULL) {
-            redisFree(c);
-        }
-        assert_int_equal(waitpid(s->pid, NULL, WNOHANG), 0); /* still running */
-        usleep(10000);
-    }
-    fail_msg("redis-server did not start on port %d", s->port);
-}
-
-static void server_kill(server_t *s)
-{
-    if (s->pid > 0) {
-        kill(s->pid, SIGKILL);
-        waitpid(s->pid, NULL, 0);
-        s->pid = 0;
-    }
-}
-
-static int setup_server(void **state)
-{
-    server_t *s = calloc(1, sizeof(*s));
-    weir_unit_temp_dir(s->dir, sizeof(s->dir), "weir-redis");
-    s->port = free_port();
-    *state = s;
-    return 0;
-}
-
-static int teardown_server(void **state)
-{
-    server_t *s = *state;
-    int ret;
-    server_kill(s);
-    ret = weir_unit_remove_tree(s->dir);
-    free(s);
-    return ret;
-}
-
-/* Sends a command on a blocking client and returns the reply (freeReplyObject it). */
-static redisReply *client_cmd(server_t *s, const char *fmt, ...)
-{
-    redisContext *c = client_connect(s);
-    va_list args;
-    assert_non_null(c);
-    assert_int_equal(c->err, 0);
-    va_start(args, fmt);
-    redisReply *r = redisvCommand(c, fmt, args);
-    va_end(args);
-    redisFree(c);
-    assert_non_null(r);
-    return r;
-}
-
-/* Sends DEBUG SLEEP without waiting for the reply; the connection is closed by the caller later. */
-static redisContext *client_sleep(server_t *s, const char *seconds)
-{
-    redisContext *c = client_connect(s);
-    int done = 0;
-    assert_non_null(c);
-    assert_int_equal(redisAppendCommand(c, "DEBUG SLEEP %s", seconds), REDIS_OK);
-    while (!done)
-        assert_int_equal(redisBufferWrite(c, &done), REDIS_OK);
-    usleep(50000); /* let the server start sleeping */
-    return c;
-}
+#include "redis_server.h"
 
 /* ---- the loop ------------------------------------------------------------------------------------------------- */
 
@@ -221,31 +59,6 @@ static void call_init(call_t *c, const char *key, const char *value, uint32_t tt
         c->call.value = h2o_iovec_init(value, strlen(value));
     c->call.ttl = ttl;
     c->call.on_done = on_done;
-}
-
-static void on_tick(uv_timer_t *t)
-{
-}
-
-static void on_tick_closed(uv_handle_t *h)
-{
-    free(h);
-}
-
-/* Runs the loop until *flag becomes non-zero (checked with pred) or the time runs out. */
-static int run_until(uv_loop_t *loop, int (*pred)(void *), void *arg, uint64_t timeout_ms)
-{
-    uv_timer_t *tick = malloc(sizeof(*tick));
-    uv_timer_init(loop, tick);
-    uv_timer_start(tick, on_tick, 5, 5);
-    uv_update_time(loop);
-    uint64_t deadline = uv_now(loop) + timeout_ms;
-    int ok;
-    while (!(ok = pred(arg)) && uv_now(loop) < deadline)
-        uv_run(loop, UV_RUN_ONCE);
-    uv_close((uv_handle_t *)tick, on_tick_closed);
-    uv_run(loop, UV_RUN_NOWAIT);
-    return ok;
 }
 
 static int call_is_done(void *arg)
@@ -326,72 +139,8 @@ static char *url_of(server_t *s, char *buf, size_t size, const char *suffix)
 
 /* ---- tests ---------------------------------------------------------------------------------------------------- */
 
-static void test_parse_url(void **state)
+static void test_create_rejects_bad_url(void **state)
 {
-    weir_cache_redis_target_t t;
-    char err[160];
-
-    assert_int_equal(weir_cache_redis_parse_url("redis://127.0.0.1:6379/0", &t, err, sizeof(err)), 0);
-    assert_string_equal(t.host, "127.0.0.1");
-    assert_int_equal(t.port, 6379);
-    assert_int_equal(t.db, 0);
-    assert_null(t.password);
-    weir_cache_redis_target_dispose(&t);
-
-    assert_int_equal(weir_cache_redis_parse_url("redis://:s%40cret@cache.example:7000/5", &t, err, sizeof(err)), 0);
-    assert_string_equal(t.host, "cache.example");
-    assert_int_equal(t.port, 7000);
-    assert_int_equal(t.db, 5);
-    assert_string_equal(t.password, "s@cret");
-    assert_null(t.username);
-    weir_cache_redis_target_dispose(&t);
-
-    assert_int_equal(weir_cache_redis_parse_url("redis://user:pw@[::1]:6380", &t, err, sizeof(err)), 0);
-    assert_string_equal(t.host, "::1");
-    assert_int_equal(t.port, 6380);
-    assert_string_equal(t.username, "user");
-    assert_string_equal(t.password, "pw");
-    weir_cache_redis_target_dispose(&t);
-
-    assert_int_equal(weir_cache_redis_parse_url("redis://localhost", &t, err, sizeof(err)), 0);
-    assert_string_equal(t.host, "localhost");
-    assert_int_equal(t.port, 6379);
-    weir_cache_redis_target_dispose(&t);
-
-    assert_int_equal(weir_cache_redis_parse_url("unix:/run/redis/redis.sock", &t, err, sizeof(err)), 0);
-    assert_string_equal(t.unix_path, "/run/redis/redis.sock");
-    assert_null(t.host);
-    weir_cache_redis_target_dispose(&t);
-
-    assert_int_equal(weir_cache_redis_parse_url("unix:///tmp/r.sock?db=3&password=p%20w", &t, err, sizeof(err)), 0);
-    assert_string_equal(t.unix_path, "/tmp/r.sock");
-    assert_int_equal(t.db, 3);
-    assert_string_equal(t.password, "p w");
-    weir_cache_redis_target_dispose(&t);
-
-    static const char *const bad[] = {
-        "http://127.0.0.1",
-        "redis://",
-        "redis://:pw@",
-        "redis://host:0",
-        "redis://host:70000",
-        "redis://host:x",
-        "redis://host/abc",
-        "redis://[::1",
-        "rediss://host",
-        "unix:relative.sock",
-        "unix:",
-        "redis://h/1/2",
-        "unix:/s?db=x",
-        "redis://us%zz:pw@host/0",
-        "",
-    };
-    for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); ++i) {
-        err[0] = '\0';
-        assert_int_equal(weir_cache_redis_parse_url(bad[i], &t, err, sizeof(err)), -EINVAL);
-        assert_true(err[0] != '\0');
-    }
-
     weir_cache_redis_t *r;
     weir_cache_redis_options_t opts = {.url = "redis://no-such-host.invalid/0", .pool_size = 1, .timeout_ms = 100};
     assert_int_equal(weir_cache_redis_create(&opts, &r), -ENOENT);
@@ -753,7 +502,8 @@ static void test_connection_attempt_deadline(void **state)
     env_stop(&e);
 }
 
-WEIR_UNIT_TESTS(cmocka_unit_test(test_parse_url), cmocka_unit_test_setup_teardown(test_get_set_del, setup_server, teardown_server),
+WEIR_UNIT_TESTS(cmocka_unit_test(test_create_rejects_bad_url),
+                cmocka_unit_test_setup_teardown(test_get_set_del, setup_server, teardown_server),
                 cmocka_unit_test_setup_teardown(test_ttl_and_interop, setup_server, teardown_server),
                 cmocka_unit_test_setup_teardown(test_auth_and_select, setup_server, teardown_server),
                 cmocka_unit_test_setup_teardown(test_unix_socket, setup_server, teardown_server),

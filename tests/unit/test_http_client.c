@@ -351,18 +351,17 @@ static void server_stop(server_t *s)
 
 /* A CA and a certificate it signed for localhost and 127.0.0.1, in a temporary directory. */
 typedef struct {
-    char dir[64];
-    char ca[128];
-    char cert[128];
-    char key[128];
+    char dir[96];
+    char ca[160];
+    char cert[160];
+    char key[160];
 } certs_t;
 
 static void certs_make(certs_t *c)
 {
     char cmd[2048];
 
-    snprintf(c->dir, sizeof(c->dir), "/tmp/weir-http-client-XXXXXX");
-    assert_non_null(mkdtemp(c->dir));
+    weir_unit_temp_dir(c->dir, sizeof(c->dir), "weir-http-client");
     snprintf(c->ca, sizeof(c->ca), "%s/ca.crt", c->dir);
     snprintf(c->cert, sizeof(c->cert), "%s/server.crt", c->dir);
     snprintf(c->key, sizeof(c->key), "%s/server.key", c->dir);
@@ -381,9 +380,7 @@ static void certs_make(certs_t *c)
 
 static void certs_remove(certs_t *c)
 {
-    char cmd[128];
-    snprintf(cmd, sizeof(cmd), "rm -rf '%s'", c->dir);
-    assert_int_equal(system(cmd), 0);
+    assert_int_equal(weir_unit_remove_tree(c->dir), 0);
 }
 
 /* ---- the loop ------------------------------------------------------------------------------------------------- */

@@ -59,6 +59,14 @@ static void test_register_rejects_bad_settings(void **state)
     assert_int_equal(s.concurrency, 5);
     assert_int_equal(s.delay_min_ms, 100);
     assert_int_equal(s.delay_max_ms, 200);
+    assert_int_equal(s.max_queue, 1000);
+    assert_int_equal(s.queue_timeout_ms, 30000);
+    s.max_queue = 0;
+    assert_int_equal(weir_upload_register(path, &s), -EINVAL);
+    s.max_queue = 1000;
+    s.queue_timeout_ms = 0;
+    assert_int_equal(weir_upload_register(path, &s), -EINVAL);
+    s.queue_timeout_ms = 30000;
     s.delay_min_ms = 300;
     assert_int_equal(weir_upload_register(path, &s), -EINVAL);
     s.delay_min_ms = 100;

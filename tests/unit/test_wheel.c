@@ -6,6 +6,7 @@
 #include <string.h>
 #include <unistd.h>
 #include "unit.h"
+#include <time.h>
 #include "weir/wheel.h"
 
 typedef struct st_test_entry_t {
@@ -158,6 +159,26 @@ static void test_due_order(void **state)
     }
 }
 
+/* The loop stalls for longer than the wheel's span before its timers run (a busy machine, a process stopped for a
+ * while): the entries that have come due in the meantime still fire in the order of their due times. */
+static void test_due_order_after_stall(void **state)
+{
+    static const uint32_t delays[] = {9, 2, 5, 1, 6, 3, 10, 7, 4, 8, 0, 5};
+    enum { N = sizeof(delays) / sizeof(delays[0]) };
+    fixture_t *f = fixture(4, 0);
+    test_entry_t e[N];
+    struct timespec stall = {0, 30 * 1000 * 1000};
+
+    memset(e, 0, sizeof(e));
+    for (size_t i = 0; i < N; ++i)
+        add(f, &e[i], delays[i]);
+    nanosleep(&stall, NULL); /* 30 ms: all are due, spread over three turns of the 4-slot wheel */
+    uv_update_time(&f->loop);
+    uv_run(&f->loop, UV_RUN_DEFAULT);
+    assert_fired_in_order(e, N, 1);
+    dispose(f);
+}
+
 /* A zero delay fires the next time the loop runs its timers, also when added from a callback of the tick that is
  * running (then after that callback, not inside it). */
 static void test_zero_delay(void **state)
@@ -255,5 +276,5 @@ static void test_sizes(void **state)
 }
 
 WEIR_UNIT_TESTS(cmocka_unit_test(test_fires_never_early), cmocka_unit_test(test_delays_longer_than_the_wheel),
-                cmocka_unit_test(test_due_order), cmocka_unit_test(test_zero_delay), cmocka_unit_test(test_cancel),
-                cmocka_unit_test(test_stall), cmocka_unit_test(test_sizes))
+                cmocka_unit_test(test_due_order), cmocka_unit_test(test_due_order_after_stall), cmocka_unit_test(test_zero_delay),
+                cmocka_unit_test(test_cancel), cmocka_unit_test(test_stall), cmocka_unit_test(test_sizes))

@@ -4,6 +4,7 @@ its log), stopped with SIGTERM and checked (exit code, no sanitizer report), or 
 Environment (set by ctest): WEIR_BIN, the binary; WEIR_SOURCE_DIR, the source tree; WEIR_SANITIZE=ON in ASan builds."""
 
 import os
+import resource
 import re
 import signal
 import subprocess
@@ -33,8 +34,10 @@ class Weir:
     config is YAML text or a Config; it is written to `name` in `directory` (by default a temporary directory of
     its own, removed when the case ends: files the test puts there, such as logs, can be read after stop())."""
 
-    def __init__(self, config, name="server.yaml", directory=None, extra_args=(), env=None):
+    def __init__(self, config, name="server.yaml", directory=None, extra_args=(), env=None, nofile=None):
+        """nofile: the descriptor limit (soft and hard) weir runs with, as `prlimit --nofile=N:N` would set it."""
         self.tmp = directory or tmp.temp_dir("weir-e2e-")
+        self.nofile = nofile
         self.config_path = os.path.join(self.tmp, name)
         with open(self.config_path, "w") as f:
             f.write(str(config))
@@ -48,8 +51,12 @@ class Weir:
 
     # lifecycle -------------------------------------------------------------------------------------------
     def start(self, timeout=20):
+        limit = None
+        if self.nofile is not None:
+            def limit():
+                resource.setrlimit(resource.RLIMIT_NOFILE, (self.nofile, self.nofile))
         self.proc = subprocess.Popen([WEIR_BIN, "-c", self.config_path] + self.extra_args, stdin=subprocess.DEVNULL,
-                                     stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, env=self.env)
+                                     stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, env=self.env, preexec_fn=limit)
         tmp.track_process(self)
         self._reader = threading.Thread(target=self._read_stderr, daemon=True)
         self._reader.start()
@@ -137,6 +144,20 @@ class Weir:
         if ":" in host:
             host = "[%s]" % host
         return "%s://%s:%d%s" % (scheme, host, port, path)
+
+    def cpu_seconds(self):
+        """User and system CPU time weir has used so far (all its threads)."""
+        with open("/proc/%d/stat" % self.proc.pid) as f:
+            fields = f.read().rsplit(")", 1)[1].split()
+        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+    def rss_mib(self):
+        """weir's resident set size now, in MiB."""
+        with open("/proc/%d/status" % self.proc.pid) as f:
+            for line in f:
+                if line.startswith("VmRSS:"):
+                    return int(line.split()[1]) / 1024.0
+        raise AssertionError("no VmRSS for weir")
 
     def fd_count(self):
         return len(os.listdir("/proc/%d/fd" % self.proc.pid))
