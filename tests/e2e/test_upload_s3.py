@@ -302,6 +302,25 @@ class UploadS3Test(unittest.TestCase):
             self.assertGreaterEqual(relay.max_in_flight, 2, "the uploads overlapped at the store")
             self.assertEqual(len(store.keys()), 50)
 
+    def test_shared_redis_gate_limits_puts_across_instances(self):
+        """Two weir instances sharing one Redis gate of 3 slots: never more than 3 PUTs in flight at the store."""
+        with wt.RedisServer() as redis, S3rver() as store, Relay(("127.0.0.1", store.port)) as relay:
+            more = {"upload.gate": "redis", "upload.redis.url": "redis://127.0.0.1:%d/0" % redis.port,
+                    "upload.redis.name": "weir-s3-test"}
+            with Weir(config(s3_keys(relay.endpoint, concurrency=3, **more))) as a, \
+                    Weir(config(s3_keys(relay.endpoint, concurrency=3, **more))) as b, \
+                    wt.temp_file(image(100 * 1024)) as path:
+                def load(w):
+                    return wt.ab("-n", "30", "-c", "15", "-p", path, "-T", "image/jpeg", w.url("/upload")).stdout
+                for out in parallel(load, [(a,), (b,)]):
+                    self.assertIn("Complete requests:      30", out)
+                    self.assertIn("Failed requests:        0", out)
+                    self.assertNotIn("Non-2xx", out)
+            self.assertEqual(len(relay.seen("PUT")), 60)
+            self.assertLessEqual(relay.max_in_flight, 3)
+            self.assertGreaterEqual(relay.max_in_flight, 2)
+            self.assertEqual(len(store.keys()), 60)
+
     # --- clients that leave ---------------------------------------------------------------------------------------
     def leave_mid_put(self, leave):
         """A first client's PUT is held at the relay (its object lands, the answer does not come back); the client
