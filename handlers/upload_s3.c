@@ -765,9 +765,11 @@ static void thread_stop(weir_upload_backend_t *self, weir_upload_backend_thread_
         s3_op_t *o = H2O_STRUCT_FROM_MEMBER(s3_op_t, active, thread->active.next);
         cancel(self, o->op);
     }
+    /* DELETEs not yet due go with the thread's HTTP client (a shutdown or a reload within a second of a failed PUT). */
     while (!h2o_linklist_is_empty(&thread->deletes)) {
         pending_delete_t *d = H2O_STRUCT_FROM_MEMBER(pending_delete_t, link, thread->deletes.next);
         h2o_linklist_unlink(&d->link);
+        weir_warn("upload: not deleting object \"%s\" of a failed upload: the upload backend stops", d->key);
         free(d->key);
         free(d);
     }
