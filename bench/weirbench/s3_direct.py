@@ -1,4 +1,4 @@
-"""A direct client of an S3-compatible store for Experiment 8's ceiling: N PUTs of one file to new keys
+"""A direct client of an S3-compatible store for Experiment 9's ceiling: N PUTs of one file to new keys
 (BUCKET/ceiling/I.jpg), signed as weir signs them (AWS Signature Version 4 with the body's SHA-256, credentials from
 AWS_ACCESS_KEY_ID / AWS_SECRET_ACCESS_KEY, region us-east-1), over CONNS keep-alive HTTP/1.1 connections with one PUT in
 flight on each. Every request is signed before the clock starts and written whole with one send (TCP_NODELAY), as

@@ -1,4 +1,4 @@
-"""Experiment 8: real uploads. /upload with the s3 backend storing 100 KiB images in an S3-compatible store (s3rver,
+"""Experiment 9: real uploads. /upload with the s3 backend storing 100 KiB images in an S3-compatible store (s3rver,
 tests/s3rver), against the seed-style Flask app with boto3 (threaded=True) and an aiohttp app running boto3 in an
 executor, all with 5 uploads at a time; and the store's own ceiling with 5 PUTs in flight, from a direct client."""
 
@@ -29,11 +29,11 @@ SERVERS = [
 
 def files(ctx):
     """The image (random bytes, so that nothing compresses it) and the secret file weir reads, in the run's tmp/."""
-    image = os.path.join(ctx.tmp, "exp8-image.jpg")
+    image = os.path.join(ctx.tmp, "exp9-image.jpg")
     if not os.path.exists(image) or os.path.getsize(image) != IMAGE_SIZE:
         with open(image, "wb") as f:
             f.write(os.urandom(IMAGE_SIZE))
-    secret = os.path.join(ctx.tmp, "exp8-s3.secret")
+    secret = os.path.join(ctx.tmp, "exp9-s3.secret")
     with open(secret, "w") as f:
         f.write(S3_SECRET + "\n")
     os.chmod(secret, 0o600)
@@ -57,14 +57,14 @@ def direct_puts(ctx, step, port, image, n, conns):
 
 
 def run(ctx):
-    reps, n, c = ctx.params["reps"], ctx.params["exp8_n"], ctx.params["exp8_c"]
+    reps, n, c = ctx.params["reps"], ctx.params["exp9_n"], ctx.params["exp9_c"]
     image, secret = files(ctx)
     rows = []
     for rep in range(1, reps + 1):
-        if ctx.out_of_time(margin=20 + n / 25.0 + ctx.params["exp8_warmup"] / 300.0):
+        if ctx.out_of_time(margin=20 + n / 25.0 + ctx.params["exp9_warmup"] / 300.0):
             rows.append(dict(what="weir", rep=rep, status="not run (run budget)"))
             continue
-        step = "exp8 rep %d" % rep
+        step = "exp9 rep %d" % rep
         # The store has the server cpu to itself: it is what limits every server here, and its ceiling is measured
         # under the same conditions. The servers share the load cpu with ab (the same for all of them).
         store = Server(ctx, "s3rver", "s3rver", cpus=ctx.server_cpus).start(step + " s3rver")
@@ -73,7 +73,7 @@ def run(ctx):
             # A fresh store gets faster over its first few thousand requests (node compiles its code as it runs
             # it: 260 req/s for the first 300 PUTs here, 750 after 1,500): warm it up first, so that the servers
             # measured later are not favoured. Its ceiling is measured before and after the servers.
-            direct_puts(ctx, step + " store warm-up", store.port, image, ctx.params["exp8_warmup"], SLOTS)
+            direct_puts(ctx, step + " store warm-up", store.port, image, ctx.params["exp9_warmup"], SLOTS)
             r = direct_puts(ctx, step + " ceiling", store.port, image, n, SLOTS)
             rows.append(dict(what=CEILING, rep=rep, status=r["status"], rps=r.get("rps"), p50_ms=r.get("p50_ms"),
                              p99_ms=r.get("p99_ms"), complete=r.get("complete"), failed=r.get("failed")))
@@ -117,7 +117,7 @@ def summarise(data, ctx):
     rows = data[CSV]
     if not rows:
         return out
-    n, c = ctx.params["exp8_n"], ctx.params["exp8_c"]
+    n, c = ctx.params["exp9_n"], ctx.params["exp9_c"]
     lines = ["Real uploads: `ab -n %d -c %d -p image.jpg -T image/jpeg` (a %d KiB image as the raw body) against "
              "/upload with %d upload slots, each upload a PUT of the image as a new object into s3rver 4.0.4, which has "
              "cpu %s to itself: the store is what limits every server here (each server runs on cpu %s with ab). The "
@@ -127,7 +127,7 @@ def summarise(data, ctx):
              "PUTs to warm the store up, and again after the servers. "
              "Memory per upload: (peak RSS during the run - RSS after the warm-up) / %d uploads in the server at "
              "once." % (n, c, IMAGE_SIZE // 1024, SLOTS, ctx.server_cpus, ctx.load_cpus, n, ctx.load_cpus, SLOTS,
-                     ctx.params.get("exp8_warmup", 0), c), ""]
+                     ctx.params.get("exp9_warmup", 0), c), ""]
     trs = []
     for what, label in [(CEILING, CEILING)] + SERVERS:
         rr = [r for r in rows if r.get("what") == what]
@@ -143,30 +143,30 @@ def summarise(data, ctx):
                     fmt(per, 0) if what != CEILING else "-",
                     ", ".join(sorted(set(r.get("status") for r in rr if r.get("status") != "ok"))) or "ok"])
     lines += table(["what", "req/s median (min-max)", "p99 ms", "peak RSS MiB", "KiB per upload", "status"], trs)
-    out.section("Experiment 8: real uploads to S3", lines)
+    out.section("Experiment 9: real uploads to S3", lines)
 
     ceiling = _median(rows, CEILING, "rps")
     weir_rps = _median(rows, "weir", "rps")
     if ceiling and weir_rps:
-        out.target("8", "weir at the store's own ceiling with 5 PUTs in flight (>= 90% of the direct client's rate)",
+        out.target("9", "weir at the store's own ceiling with 5 PUTs in flight (>= 90% of the direct client's rate)",
                    "%s of %s req/s (%.0f%%)" % (fmt(weir_rps, 1), fmt(ceiling, 1), 100.0 * weir_rps / ceiling),
                    weir_rps >= 0.9 * ceiling)
     peak, idle = _median(rows, "weir", "peak_rss_kib"), _median(rows, "weir", "idle_rss_kib")
     if peak is not None and idle is not None:
         per = (peak - idle) / c
         limit = IMAGE_SIZE / 1024.0 + 32
-        out.target("8", "weir's memory per upload in flight <= the body + 32 KiB (%d KiB)" % limit,
+        out.target("9", "weir's memory per upload in flight <= the body + 32 KiB (%d KiB)" % limit,
                    "%s KiB" % fmt(per, 0), per <= limit)
     return out
 
 
 EXPERIMENT = Experiment(
-    "exp8",
+    "exp9",
     about="real uploads into an S3-compatible store (s3rver): weir's s3 backend against Flask and aiohttp with boto3, "
           "and the store's own ceiling",
     files={CSV: HEADER},
     params={
-        "full": dict(exp8_n=500, exp8_c=50, exp8_warmup=3000),
-        "quick": dict(exp8_n=200, exp8_c=50, exp8_warmup=1500),
+        "full": dict(exp9_n=500, exp9_c=50, exp9_warmup=3000),
+        "quick": dict(exp9_n=200, exp9_c=50, exp9_warmup=1500),
     },
     run=run, summarise=summarise)
