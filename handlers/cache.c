@@ -8,15 +8,23 @@
  * guarantees that every call completes exactly once.
  */
 #include <errno.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include "weir/cache.h"
 #include "weir/common.h"
+#include "weir/metrics.h"
 #include "weir/respond.h"
 #include "weir/shared.h"
 
 typedef struct st_shared_backend_t shared_backend_t;
+
+/* Counted when a call completes; the memory store's own counters are read at scrape time (memory_* below). */
+typedef struct st_cache_metrics_t {
+    weir_metric_t *hits, *misses, *sets, *deletes, *errors;
+    weir_metric_t *items, *bytes, *max_bytes, *evictions, *expirations; /* memory backend only */
+} cache_metrics_t;
 
 typedef struct st_cache_handler_t {
     h2o_handler_t super;
@@ -25,6 +33,7 @@ typedef struct st_cache_handler_t {
     void *data;
     size_t max_key_size;
     size_t max_value_size;
+    const cache_metrics_t *metrics; /* the shared backend's */
 } cache_handler_t;
 
 typedef enum en_cache_op_t {
@@ -36,9 +45,10 @@ typedef enum en_cache_op_t {
 typedef struct st_cache_job_t {
     weir_cache_call_t call; /* first: the backend hands &job->call back */
     cache_op_t op;
-    int stores_replies;            /* the backend's flag */
-    h2o_req_t *req;                /* NULL once the request is gone */
-    struct st_cache_job_t **guard; /* the slot on req->pool that points back here, while req is set; NULL on the stack */
+    int stores_replies;             /* the backend's flag */
+    const cache_metrics_t *metrics; /* the shared backend's: it outlives a late Redis reply, the handler may not */
+    h2o_req_t *req;                 /* NULL once the request is gone */
+    struct st_cache_job_t **guard;  /* the slot on req->pool that points back here, while req is set; NULL on the stack */
     int on_heap;
 } cache_job_t;
 
@@ -175,11 +185,31 @@ static void respond_result(h2o_req_t *req, cache_op_t op, int stores_replies, co
     }
 }
 
+static void count_result(const cache_metrics_t *m, cache_op_t op, int status)
+{
+    if (status != 0 && !(op == CACHE_GET && status == -ENOENT)) {
+        weir_metric_inc(m->errors);
+        return;
+    }
+    switch (op) {
+    case CACHE_GET:
+        weir_metric_inc(status == 0 ? m->hits : m->misses);
+        break;
+    case CACHE_SET:
+        weir_metric_inc(m->sets);
+        break;
+    case CACHE_DEL:
+        weir_metric_inc(m->deletes);
+        break;
+    }
+}
+
 static void on_call_done(weir_cache_call_t *call, const weir_cache_result_t *res)
 {
     cache_job_t *job = (cache_job_t *)call;
     h2o_req_t *req = job->req;
 
+    count_result(job->metrics, job->op, res->status);
     if (req != NULL) {
         /* Detach first: answering may dispose the request, and with it the guard. */
         if (job->guard != NULL)
@@ -251,6 +281,7 @@ static int on_req(h2o_handler_t *_self, h2o_req_t *req)
         *job->guard = job;
     }
     job->stores_replies = self->vt->stores_replies;
+    job->metrics = self->metrics;
     job->call.key = key;
     job->call.value = value;
     job->call.ttl = ttl;
@@ -279,6 +310,7 @@ struct st_shared_backend_t {
     const weir_cache_backend_vtable_t *vt;
     void *data;
     weir_per_loop_t threads; /* the backend's per-thread state of each loop (a Redis pool) */
+    cache_metrics_t metrics; /* the path's series; the memory store's read at scrape time while the store lives */
 };
 
 static int start_backend_thread(void *arg, uv_loop_t *loop, void **value)
@@ -320,6 +352,90 @@ static void on_context_dispose(h2o_handler_t *_self, h2o_context_t *ctx)
     h2o_context_set_handler_context(ctx, &self->super, NULL);
 }
 
+/* The memory store's counters, read at scrape time (weir_cache_memory_stats locks each shard once). */
+static double memory_stat(void *data, size_t offset)
+{
+    weir_cache_memory_stats_t st;
+    weir_cache_memory_stats(data, &st);
+    return (double)*(const uint64_t *)((const char *)&st + offset);
+}
+
+static double memory_items(void *data)
+{
+    return memory_stat(data, offsetof(weir_cache_memory_stats_t, entries));
+}
+
+static double memory_bytes(void *data)
+{
+    return memory_stat(data, offsetof(weir_cache_memory_stats_t, bytes));
+}
+
+static double memory_evictions(void *data)
+{
+    return memory_stat(data, offsetof(weir_cache_memory_stats_t, evictions));
+}
+
+static double memory_expirations(void *data)
+{
+    return memory_stat(data, offsetof(weir_cache_memory_stats_t, expirations));
+}
+
+static double memory_max_bytes(void *data)
+{
+    weir_cache_memory_stats_t st;
+    weir_cache_memory_stats(data, &st);
+    return (double)st.shard_max_bytes * st.num_shards;
+}
+
+static const struct {
+    size_t field; /* offsetof(cache_metrics_t, ...) */
+    weir_metrics_read_cb read;
+} MEMORY_READERS[] = {
+    {offsetof(cache_metrics_t, items), memory_items},
+    {offsetof(cache_metrics_t, bytes), memory_bytes},
+    {offsetof(cache_metrics_t, max_bytes), memory_max_bytes},
+    {offsetof(cache_metrics_t, evictions), memory_evictions},
+    {offsetof(cache_metrics_t, expirations), memory_expirations},
+};
+
+static weir_metric_t *memory_metric(cache_metrics_t *m, size_t i)
+{
+    return *(weir_metric_t **)((char *)m + MEMORY_READERS[i].field);
+}
+
+static void init_metrics(cache_metrics_t *m, const char *path, const char *backend, void *memory)
+{
+    weir_metrics_t *reg = weir_metrics_default();
+
+    m->hits =
+        weir_metrics_counter(reg, "weir_cache_hits_total", "Cache GETs that found a live entry", "path,backend", path, backend);
+    m->misses = weir_metrics_counter(reg, "weir_cache_misses_total", "Cache GETs that found no entry, or an expired one",
+                                     "path,backend", path, backend);
+    m->sets = weir_metrics_counter(reg, "weir_cache_sets_total", "Cache PUTs stored", "path,backend", path, backend);
+    m->deletes = weir_metrics_counter(reg, "weir_cache_deletes_total", "Cache DELETEs done, whether or not an entry was there",
+                                      "path,backend", path, backend);
+    m->errors = weir_metrics_counter(reg, "weir_cache_errors_total",
+                                     "Cache operations that failed in the backend (answered 502, 503, 504 or 507)", "path,backend",
+                                     path, backend);
+    if (memory == NULL)
+        return;
+    m->items = weir_metrics_gauge(reg, "weir_cache_items",
+                                  "Entries held by the memory backend (live, or expired and not yet reclaimed)", "path", path);
+    m->bytes = weir_metrics_gauge(reg, "weir_cache_bytes",
+                                  "Bytes charged for the entries held by the memory backend (keys, values, "
+                                  "per-entry overhead)",
+                                  "path", path);
+    m->max_bytes = weir_metrics_gauge(reg, "weir_cache_max_bytes", "The memory backend's budget, in bytes (cache.memory.max-bytes)",
+                                      "path", path);
+    m->evictions =
+        weir_metrics_counter(reg, "weir_cache_evictions_total",
+                             "Live entries the memory backend removed to make room (least recently used first)", "path", path);
+    m->expirations =
+        weir_metrics_counter(reg, "weir_cache_expirations_total", "Expired entries the memory backend reclaimed", "path", path);
+    for (size_t i = 0; i != WEIR_ARRAY_SIZE(MEMORY_READERS); ++i)
+        weir_metrics_add_callback(memory_metric(m, i), MEMORY_READERS[i].read, memory);
+}
+
 static void on_dispose(h2o_handler_t *_self)
 {
     cache_handler_t *self = (cache_handler_t *)_self;
@@ -329,6 +445,7 @@ static void on_dispose(h2o_handler_t *_self)
 
 typedef struct st_create_args_t {
     const weir_cache_settings_t *settings;
+    const char *path; /* for the Redis metrics' labels */
     int ret;
 } create_args_t;
 
@@ -351,8 +468,11 @@ static void *create_shared_backend(void *_args)
         sb->vt = &weir_cache_memory_vtable;
     } break;
     case WEIR_CACHE_BACKEND_REDIS: {
-        weir_cache_redis_options_t opts = {
-            .url = s->redis_url, .pool_size = s->redis_pool, .timeout_ms = s->redis_timeout_ms, .prefix = s->redis_prefix};
+        weir_cache_redis_options_t opts = {.url = s->redis_url,
+                                           .pool_size = s->redis_pool,
+                                           .timeout_ms = s->redis_timeout_ms,
+                                           .prefix = s->redis_prefix,
+                                           .path = args->path};
         weir_cache_redis_t *redis;
         if ((args->ret = weir_cache_redis_create(&opts, &redis)) != 0)
             goto Error;
@@ -364,6 +484,8 @@ static void *create_shared_backend(void *_args)
         goto Error;
     }
     weir_per_loop_init(&sb->threads);
+    init_metrics(&sb->metrics, args->path != NULL ? args->path : "", sb->vt->name,
+                 sb->vt == &weir_cache_memory_vtable ? sb->data : NULL);
     return sb;
 Error:
     free(sb);
@@ -373,6 +495,9 @@ Error:
 static void destroy_shared_backend(void *_sb)
 {
     shared_backend_t *sb = _sb;
+    if (sb->vt == &weir_cache_memory_vtable)
+        for (size_t i = 0; i != WEIR_ARRAY_SIZE(MEMORY_READERS); ++i)
+            weir_metrics_remove_callback(memory_metric(&sb->metrics, i), MEMORY_READERS[i].read, sb->data);
     weir_per_loop_dispose(&sb->threads);
     sb->vt->destroy(sb->data);
     free(sb);
@@ -383,7 +508,8 @@ int weir_cache_register(h2o_pathconf_t *pathconf, const weir_cache_settings_t *s
     char what[1024], key[1536];
     int created;
 
-    if (s->max_key_size < 1 || s->max_key_size > WEIR_CACHE_MAX_KEY_SIZE_LIMIT || s->max_value_size > WEIR_CACHE_MAX_VALUE_SIZE_LIMIT) {
+    if (s->max_key_size < 1 || s->max_key_size > WEIR_CACHE_MAX_KEY_SIZE_LIMIT ||
+        s->max_value_size > WEIR_CACHE_MAX_VALUE_SIZE_LIMIT) {
         weir_error("cache: max-key-size must be 1..%d and max-value-size at most %d", WEIR_CACHE_MAX_KEY_SIZE_LIMIT,
                    WEIR_CACHE_MAX_VALUE_SIZE_LIMIT);
         return -EINVAL;
@@ -396,7 +522,7 @@ int weir_cache_register(h2o_pathconf_t *pathconf, const weir_cache_settings_t *s
         snprintf(what, sizeof(what), "cache|redis|%s|%u|%llu|%s",
                  s->redis_url != NULL ? s->redis_url : WEIR_CACHE_DEFAULT_REDIS_URL, s->redis_pool,
                  (unsigned long long)s->redis_timeout_ms, s->redis_prefix != NULL ? s->redis_prefix : "");
-    create_args_t args = {.settings = s};
+    create_args_t args = {.settings = s, .path = pathconf->path.base};
     shared_backend_t *sb = weir_shared_acquire(weir_shared_path_key(pathconf, what, key, sizeof(key)), create_shared_backend, &args,
                                                destroy_shared_backend, &created);
     if (sb == NULL)
@@ -412,5 +538,6 @@ int weir_cache_register(h2o_pathconf_t *pathconf, const weir_cache_settings_t *s
     self->data = sb->data;
     self->max_key_size = s->max_key_size;
     self->max_value_size = s->max_value_size;
+    self->metrics = &sb->metrics;
     return 0;
 }

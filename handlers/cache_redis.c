@@ -35,6 +35,7 @@ int weir_cache_redis_create(const weir_cache_redis_options_t *opts, weir_cache_r
 {
     weir_redis_options_t ropts = {.url = opts->url != NULL ? opts->url : WEIR_CACHE_DEFAULT_REDIS_URL,
                                   .who = "cache",
+                                  .path = opts->path,
                                   .pool_size = opts->pool_size,
                                   .timeout_ms = opts->timeout_ms,
                                   .backoff_min_ms = opts->backoff_min_ms,

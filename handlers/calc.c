@@ -9,6 +9,7 @@
 #include <unistd.h>
 #include "weir/calc.h"
 #include "weir/common.h"
+#include "weir/metrics.h"
 #include "weir/respond.h"
 #include "weir/shared.h"
 #include "weir/workpool.h"
@@ -28,6 +29,8 @@ typedef struct st_calc_handler_t {
     shared_pool_t *shared;
     weir_calc_settings_t settings;
     weir_workpool_t *pool;
+    weir_metric_t *queued;   /* gauge: sums submitted and not done */
+    weir_metric_t *duration; /* histogram: time of a sum on its pool thread */
 } calc_handler_t;
 
 typedef struct st_calc_job_t {
@@ -37,6 +40,9 @@ typedef struct st_calc_job_t {
     struct st_calc_job_t **guard; /* the slot on req->pool that points back here */
     uint64_t n;
     unsigned __int128 result;
+    uint64_t ns; /* time the sum took */
+    /* the path's series (they live as long as the process: a job may outlive its handler's generation) */
+    const weir_metric_t *queued, *duration;
 } calc_job_t;
 
 unsigned __int128 weir_calc_sum_squares(uint64_t n, const int *cancel)
@@ -79,7 +85,9 @@ size_t weir_u128_to_str(unsigned __int128 v, char *buf)
 static void on_work(weir_work_t *work)
 {
     calc_job_t *job = (calc_job_t *)work;
+    uint64_t start = uv_hrtime();
     job->result = weir_calc_sum_squares(job->n, &job->cancelled);
+    job->ns = uv_hrtime() - start;
 }
 
 static void on_work_done(weir_work_t *work)
@@ -87,7 +95,9 @@ static void on_work_done(weir_work_t *work)
     calc_job_t *job = (calc_job_t *)work;
     h2o_req_t *req = job->req;
 
+    weir_metric_gauge_add(job->queued, -1);
     if (req != NULL) {
+        weir_metric_observe(job->duration, job->ns);
         *job->guard = NULL;
         char body[64];
         size_t len = (size_t)snprintf(body, sizeof(body), "{\"result\": ");
@@ -106,9 +116,10 @@ static void on_guard_dispose(void *_guard)
     /* The client went away. Work still queued is taken back; work already running is told to stop (it notices within
      * a few microseconds), and its done callback only frees the job. */
     job->req = NULL;
-    if (weir_workpool_cancel(&job->work))
+    if (weir_workpool_cancel(&job->work)) {
+        weir_metric_gauge_add(job->queued, -1);
         free(job);
-    else
+    } else
         __atomic_store_n(&job->cancelled, 1, __ATOMIC_RELAXED);
 }
 
@@ -160,11 +171,14 @@ static int on_req(h2o_handler_t *_self, h2o_req_t *req)
     calc_job_t *job = weir_calloc(1, sizeof(*job));
     job->n = n;
     job->req = req;
+    job->queued = self->queued;
+    job->duration = self->duration;
     if (weir_workpool_submit(inbox, &job->work, on_work, on_work_done) != 0) {
         free(job);
         weir_respond_error(req, 503, "Service Unavailable", "the calculation pool is not available");
         return 0;
     }
+    weir_metric_gauge_add(self->queued, 1);
     job->guard = h2o_mem_alloc_shared(&req->pool, sizeof(*job->guard), on_guard_dispose);
     *job->guard = job;
     return 0;
@@ -242,5 +256,12 @@ int weir_calc_register(h2o_pathconf_t *pathconf, const weir_calc_settings_t *s)
     self->shared =
         weir_shared_acquire(weir_shared_path_key(pathconf, what, key, sizeof(key)), create_pool, &threads, destroy_pool, &created);
     self->pool = self->shared->pool;
+    const char *path = pathconf->path.base != NULL ? pathconf->path.base : "";
+    self->queued = weir_metrics_gauge(weir_metrics_default(), "weir_calc_jobs_queued",
+                                      "Sums submitted to the /calc work pool and not finished (waiting for a thread or running)",
+                                      "path", path);
+    self->duration = weir_metrics_histogram(weir_metrics_default(), "weir_calc_sum_duration_seconds",
+                                            "Time a sum took on its pool thread, for the sums whose client was still there",
+                                            &weir_metrics_seconds_buckets, "path", path);
     return 0;
 }

@@ -19,6 +19,7 @@
 #include <string.h>
 #include "weir/common.h"
 #include "weir/gate.h"
+#include "weir/metrics.h"
 #include "weir/respond.h"
 #include "weir/shared.h"
 #include "weir/upload.h"
@@ -30,6 +31,8 @@ typedef struct st_shared_gate_t {
     weir_gate_t *gate;
     weir_per_loop_t threads; /* the gate's thread state of each loop, shared by the contexts of that loop */
     h2o_linklist_t limits;   /* the handlers using it, oldest first: the newest one's limits apply (main thread) */
+    weir_metric_t *in_use, *capacity, *waiting; /* gauges read from the gate at scrape time, while it lives */
+    weir_metric_t *wait;                        /* histogram: time from arrival to a slot */
 } shared_gate_t;
 
 typedef struct st_upload_handler_t {
@@ -57,6 +60,7 @@ typedef struct st_upload_job_t {
     upload_handler_t *handler;
     upload_thread_t *thread;
     h2o_req_t *req; /* NULL once answered */
+    uint64_t arrived_ns;
 } upload_job_t;
 
 /* Gives the slot back; returns the request, which may be answered now (that disposes the job). */
@@ -148,6 +152,7 @@ static void on_upload_done(weir_upload_op_t *op, const weir_upload_result_t *res
 static void start_upload(upload_job_t *job)
 {
     weir_upload_backend_t *backend = job->handler->backend;
+    weir_metric_observe(job->handler->shared->wait, uv_hrtime() - job->arrived_ns);
     backend->vt->start(backend, &job->op, on_upload_done);
 }
 
@@ -156,11 +161,10 @@ static void on_granted(weir_gate_waiter_t *waiter, int status)
     upload_job_t *job = H2O_STRUCT_FROM_MEMBER(upload_job_t, waiter, waiter);
     stop_waiting(job);
     if (status != 0) {
-        /* The gate gave up on the waiter, or took a held slot back (its lease could not be renewed): it is idle, and
-         * an upload in progress stops (an s3 PUT is aborted, and what it may have stored deleted). */
+        /* The gate gave up on the waiter, or took a held slot back (its lease could not be renewed): it is idle. */
         h2o_req_t *req = job->req;
         weir_upload_backend_t *backend = job->handler->backend;
-        backend->vt->cancel(backend, &job->op);
+        backend->vt->cancel(backend, &job->op); /* an s3 PUT in flight is aborted, what it may have stored deleted */
         job->req = NULL;
         weir_respond_unavailable(req, 1, gate_failure(status));
         return;
@@ -229,7 +233,10 @@ static int on_req(h2o_handler_t *_self, h2o_req_t *req)
     }
 
     upload_job_t *job = h2o_mem_alloc_shared(&req->pool, sizeof(*job), on_job_dispose);
-    *job = (upload_job_t){.handler = self, .thread = h2o_context_get_handler_context(req->conn->ctx, &self->super), .req = req};
+    *job = (upload_job_t){.handler = self,
+                          .thread = h2o_context_get_handler_context(req->conn->ctx, &self->super),
+                          .req = req,
+                          .arrived_ns = uv_hrtime()};
     job->op.req = req;
     job->op.thread = job->thread->backend;
     if (self->backend->vt->prepare(self->backend, &job->op) != 0)
@@ -311,8 +318,47 @@ static void on_dispose(h2o_handler_t *_self)
 
 typedef struct st_create_args_t {
     const weir_upload_settings_t *settings;
+    const char *path; /* for the metrics' labels */
     int ret;
 } create_args_t;
+
+/* The gate's state, read at scrape time (weir_gate_stats may be called from any thread). */
+static double read_in_use(void *gate)
+{
+    weir_gate_stats_t st;
+    weir_gate_stats(gate, &st);
+    return (double)st.in_use;
+}
+
+static double read_capacity(void *gate)
+{
+    weir_gate_stats_t st;
+    weir_gate_stats(gate, &st);
+    return (double)st.slots;
+}
+
+static double read_waiting(void *gate)
+{
+    weir_gate_stats_t st;
+    weir_gate_stats(gate, &st);
+    return (double)st.waiting;
+}
+
+static void init_metrics(shared_gate_t *sg, const char *path)
+{
+    weir_metrics_t *reg = weir_metrics_default();
+    sg->in_use = weir_metrics_gauge(reg, "weir_upload_slots_in_use", "Upload slots held by this process now", "path", path);
+    sg->capacity =
+        weir_metrics_gauge(reg, "weir_upload_slots_capacity",
+                           "Upload slots (upload.concurrency; for a Redis gate, shared by every instance)", "path", path);
+    sg->waiting = weir_metrics_gauge(reg, "weir_upload_queue_length", "Uploads of this process waiting for a slot", "path", path);
+    sg->wait = weir_metrics_histogram(reg, "weir_upload_wait_seconds",
+                                      "Time from an upload's arrival to its slot, for the uploads that got one",
+                                      &weir_metrics_seconds_buckets, "path", path);
+    weir_metrics_add_callback(sg->in_use, read_in_use, sg->gate);
+    weir_metrics_add_callback(sg->capacity, read_capacity, sg->gate);
+    weir_metrics_add_callback(sg->waiting, read_waiting, sg->gate);
+}
 
 static void *create_shared_gate(void *_args)
 {
@@ -327,7 +373,8 @@ static void *create_shared_gate(void *_args)
                                           .max_queue = s->max_queue,
                                           .lease_ms = s->redis_lease_ms,
                                           .timeout_ms = s->redis_timeout_ms,
-                                          .on_failure = s->on_failure};
+                                          .on_failure = s->on_failure,
+                                          .path = args->path};
         if ((args->ret = weir_gate_redis_create(&opts, &gate)) != 0)
             return NULL;
     } else {
@@ -337,12 +384,16 @@ static void *create_shared_gate(void *_args)
     sg->gate = gate;
     weir_per_loop_init(&sg->threads);
     h2o_linklist_init_anchor(&sg->limits);
+    init_metrics(sg, args->path != NULL ? args->path : "");
     return sg;
 }
 
 static void destroy_shared_gate(void *_sg)
 {
     shared_gate_t *sg = _sg;
+    weir_metrics_remove_callback(sg->in_use, read_in_use, sg->gate);
+    weir_metrics_remove_callback(sg->capacity, read_capacity, sg->gate);
+    weir_metrics_remove_callback(sg->waiting, read_waiting, sg->gate);
     weir_per_loop_dispose(&sg->threads);
     weir_gate_destroy(sg->gate);
     free(sg);
@@ -374,7 +425,7 @@ int weir_upload_register(h2o_pathconf_t *pathconf, const weir_upload_settings_t 
     } else {
         backend = weir_upload_delay_create(s->delay_min_ms, s->delay_max_ms);
     }
-    create_args_t args = {.settings = s};
+    create_args_t args = {.settings = s, .path = pathconf->path.base};
     shared_gate_t *sg = weir_shared_acquire(weir_shared_path_key(pathconf, what, key, sizeof(key)), create_shared_gate, &args,
                                             destroy_shared_gate, &created);
     if (sg == NULL) {

@@ -89,6 +89,8 @@ host_deb=$WEIR_ROOT/dist/weir_${version}_$arch.deb
 host_suite=$(. /etc/os-release && echo "${VERSION_CODENAME:-bookworm}")
 has_cache=0
 grep -qE '^[[:space:]]+/cache[[:space:]]*:' "$WEIR_ROOT/conf/server.yaml" && has_cache=1
+has_status=0
+grep -qE '^[[:space:]]+status\.metrics[[:space:]]*:' "$WEIR_ROOT/conf/server.yaml" && has_status=1
 
 start=$(date +%s)
 elapsed() { echo "$(($(date +%s) - start)) s"; }
@@ -233,13 +235,14 @@ test_in_chroot() {
         /usr/share/doc/weir/copyright /usr/share/doc/weir/changelog.gz /usr/share/doc/weir/examples/server-tls.yaml \
         /usr/share/doc/weir/examples/server-redis.yaml /usr/share/doc/weir/examples/server-cluster.yaml \
         /usr/share/doc/weir/examples/server-s3.yaml \
-        /etc/logrotate.d/weir; do
+        /etc/logrotate.d/weir /usr/lib/tmpfiles.d/weir.conf; do
         check "ships $f" grep -qx "$f" <<<"$files"
     done
     check "/etc/weir/server.yaml is a conffile" \
         grep -q '^ /etc/weir/server.yaml ' <<<"$(in_chroot "$root" dpkg-query -W -f='${Conffiles}\n' weir)"
     check "weir --version says $version" grep -qx "weir $version" <<<"$(in_chroot "$root" weir --version)"
     check "/var/log/weir is weir's" test "$(stat -c %u "$root/var/log/weir")" = "$uid"
+    check "/run/weir (the control socket's) is weir's" test "$(stat -c %u "$root/run/weir")" = "$uid"
     check "weir -t -c /etc/weir/server.yaml (as weir)" \
         in_chroot "$root" setpriv --reuid="$uid" --regid="$gid" --clear-groups weir -t -c /etc/weir/server.yaml
     if [ "$has_cache" = 1 ]; then
@@ -262,6 +265,14 @@ test_in_chroot() {
         http_is GET /calc 200 '\{ *"result": *[0-9]+ *\}'
         http_is GET '/calc?n=10' 200 '\{ *"result": *285 *\}' --http2-prior-knowledge
         http_is GET /nowhere 404 '\{ *"error": *"not found" *\}'
+        if [ "$has_status" = 1 ]; then
+            http_is GET /livez 200 '\{ *"status": *"ok" *\}'
+            http_is GET /readyz 200 '\{ *"status": *"ready", *"checks": *\[\] *\}'
+            # the two HTTP/1.1 GETs of /calc above, counted
+            http_is GET /metrics 200 'weir_http_requests_total\{path="/calc",method="GET",status="200",protocol="HTTP/1\.1"\} 2'
+        else
+            echo "  skip  /metrics, /livez, /readyz: conf/server.yaml has no status.metrics path"
+        fi
         if [ "$has_cache" = 1 ]; then
             http_is PUT '/cache?key=pkg%20test&ttl=60' 200 '\{ *"success": *true *\}' --data-binary 'hello, weir'
             http_is GET '/cache?key=pkg%20test' 200 '\{ *"data": *"hello, weir" *\}'
@@ -270,6 +281,9 @@ test_in_chroot() {
         else
             echo "  skip  /cache: conf/server.yaml has no /cache path"
         fi
+        check "weir -s reload through /run/weir/control.sock (as weir)" \
+            in_chroot "$root" setpriv --reuid="$uid" --regid="$gid" --clear-groups weir -c /etc/weir/server.yaml -s reload
+        http_is GET '/calc?n=10' 200 '\{ *"result": *285 *\}'
         stop_weir "$log"
         check "access log written, owned by weir" \
             test -s "$root/var/log/weir/access.log" -a "$(stat -c %u "$root/var/log/weir/access.log" 2>/dev/null)" = "$uid"
@@ -296,6 +310,7 @@ test_in_chroot() {
     check "/usr/bin/weir gone" test ! -e "$root/usr/bin/weir"
     check "/etc/weir gone" test ! -e "$root/etc/weir"
     check "/var/log/weir gone" test ! -e "$root/var/log/weir"
+    check "/run/weir gone" test ! -e "$root/run/weir"
     check "no file of the weir user left" \
         test -z "$(find "$root" -xdev -path "$root/var/cache/apt/archives" -prune -o -uid "$uid" -print | head -n 5)"
 

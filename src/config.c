@@ -318,6 +318,8 @@ static void start_collection(builder_t *b, weir_conf_type_t type, const yaml_eve
 
 static void end_collection(builder_t *b)
 {
+    /* libyaml's events are balanced, and a collection that could not be started stops the parse (see on_event) */
+    assert(b->depth != 0);
     weir_conf_node_t *node = b->stack[--b->depth];
 
     for (size_t i = 0; i != b->num_anchors; ++i)
@@ -398,7 +400,7 @@ weir_conf_node_t *weir_conf_load_string(const char *filename, const char *text, 
 {
     yaml_parser_t parser;
     yaml_event_t event;
-    builder_t b = {NULL};
+    builder_t b = {.root = NULL};
     int done = 0;
 
     b.filename = weir_strdup(filename);

@@ -3,6 +3,7 @@
  */
 #include <assert.h>
 #include <errno.h>
+#include <pthread.h>
 #include <string.h>
 #include <linux/sockios.h>
 #include <sys/ioctl.h>
@@ -10,6 +11,7 @@
 #include <unistd.h>
 #include "weir/common.h"
 #include "weir/conn.h"
+#include "weir/metrics.h"
 #include "weir/respond.h"
 
 enum {
@@ -24,6 +26,53 @@ static h2o_socket_cb http1_read_cb;
 static __thread weir_conn_registry_t *current;
 
 static const char REJECTED_REQUEST[] = "GET " WEIR_CONN_REJECTED_PATH " HTTP/1.1\r\nHost: weir\r\nConnection: close\r\n\r\n";
+
+/* ---- metrics ------------------------------------------------------------------------------------------------- */
+
+/* A connection is counted as accepted once, when its protocol is settled: HTTP/2 when h2o takes it as HTTP/2 (ALPN h2,
+ * the h2c preface), HTTP/1 once it has sent the head of an HTTP/1 request (until then an HTTP/1 connection may still
+ * turn out to be h2c with prior knowledge); one that closes before either is counted as "none". A connection that
+ * upgrades (Upgrade: h2c) stays accepted as HTTP/1 and is open as HTTP/2 from then on. */
+enum { PROTOCOL_NONE, PROTOCOL_HTTP1, PROTOCOL_HTTP2 };
+
+static weir_metric_t *conns_open[3], *conns_accepted[3];
+static pthread_once_t metrics_once = PTHREAD_ONCE_INIT;
+
+static void init_metrics(void)
+{
+    static const char *const LABELS[] = {"none", "HTTP/1", "HTTP/2"};
+    weir_metrics_t *reg = weir_metrics_default();
+    for (int i = 0; i != 3; ++i) {
+        conns_open[i] = weir_metrics_gauge(reg, "weir_connections_open",
+                                           "Client connections open, by protocol (none: not settled yet, as during a TLS "
+                                           "handshake or before a first request)",
+                                           "protocol", LABELS[i]);
+        conns_accepted[i] = weir_metrics_counter(reg, "weir_connections_accepted_total",
+                                                 "Client connections accepted, by protocol, counted once the protocol is settled "
+                                                 "(none: closed before it was)",
+                                                 "protocol", LABELS[i]);
+    }
+}
+
+static void set_protocol(weir_conn_t *conn, int protocol)
+{
+    if (conn->protocol == protocol)
+        return;
+    weir_metric_gauge_add(conns_open[conn->protocol], -1);
+    weir_metric_gauge_add(conns_open[protocol], 1);
+    if (conn->protocol == PROTOCOL_NONE)
+        weir_metric_inc(conns_accepted[protocol]);
+    conn->protocol = protocol;
+}
+
+/* After the guard has seen bytes of an HTTP/1 connection: HTTP/1 for good once it released a request head (or rejected
+ * one). */
+static void settle_http1(weir_conn_t *conn)
+{
+    if (conn->protocol == PROTOCOL_NONE &&
+        (conn->guard_mode == GUARD_REJECTED || (conn->guard_mode == GUARD_HTTP1 && conn->guard.released != 0)))
+        set_protocol(conn, PROTOCOL_HTTP1);
+}
 
 /* ---- socket -> record ------------------------------------------------------------------------------------------ */
 
@@ -101,6 +150,7 @@ static void map_remove(weir_conn_registry_t *reg, weir_conn_t *conn)
 
 void weir_conn_registry_init(weir_conn_registry_t *reg, uv_loop_t *loop, uint64_t max_body, weir_conn_closed_cb on_closed)
 {
+    pthread_once(&metrics_once, init_metrics);
     memset(reg, 0, sizeof(*reg));
     reg->loop = loop;
     reg->max_body = max_body;
@@ -162,6 +212,9 @@ static void on_handle_closed(uv_handle_t *handle)
     if (conn->held != NULL)
         h2o_buffer_dispose(&conn->held);
     --reg->num_conns;
+    weir_metric_gauge_add(conns_open[conn->protocol], -1);
+    if (conn->protocol == PROTOCOL_NONE)
+        weir_metric_inc(conns_accepted[PROTOCOL_NONE]);
     if (reg->on_closed != NULL)
         reg->on_closed(reg, conn);
     free(conn);
@@ -182,6 +235,7 @@ static void attach(weir_conn_registry_t *reg, weir_conn_t *conn)
     map_insert(reg, conn);
     h2o_linklist_insert(&reg->conns, &conn->link);
     ++reg->num_conns;
+    weir_metric_gauge_add(conns_open[PROTOCOL_NONE], 1);
 }
 
 static void free_unattached(uv_handle_t *handle)
@@ -412,8 +466,10 @@ static void on_guarded_read(h2o_socket_t *sock, const char *err)
     weir_conn_t *conn = map_find(current, sock);
 
     assert(conn != NULL);
-    if (err == NULL && sock->bytes_read != 0 && conn->guard_mode != GUARD_OFF)
+    if (err == NULL && sock->bytes_read != 0 && conn->guard_mode != GUARD_OFF) {
         guard_new_bytes(conn, sock->bytes_read);
+        settle_http1(conn);
+    }
     conn->read_cb(sock, err);
 }
 
@@ -444,14 +500,17 @@ void weir__conn_http1_accept(h2o_socket_t *sock)
     conn->guard_mode = GUARD_HTTP1;
     /* Bytes already in the input (decoded with the end of a TLS handshake) are read by h2o as soon as it starts: they
      * are validated now. */
-    if (conn->sock->input->size != 0)
+    if (conn->sock->input->size != 0) {
         guard_new_bytes(conn, conn->sock->input->size);
+        settle_http1(conn);
+    }
 }
 
 void weir__conn_http2_accept(h2o_socket_t *sock)
 {
     weir_conn_t *conn = map_find(current, sock);
     if (conn != NULL && conn->guard_mode != GUARD_REJECTED) {
+        set_protocol(conn, PROTOCOL_HTTP2);
         conn->guard_mode = GUARD_OFF;
         if (conn->held != NULL && conn->held->size != 0) {
             buffer_append(&conn->sock->input, conn->held->bytes, conn->held->size);

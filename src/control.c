@@ -174,13 +174,14 @@ int weir_control_request(const char *path, const char *command, FILE *out, int t
     struct sockaddr_un sa = {.sun_family = AF_UNIX};
     struct timespec start;
     char buf[4096];
-    size_t len = 0, cap = 0;
-    char *answer = NULL;
+    size_t len = 0, cap = sizeof(buf) + 1;
+    char *answer = weir_malloc(cap);
     int fd, ret;
 
     clock_gettime(CLOCK_MONOTONIC, &start);
     if (strlen(path) >= sizeof(sa.sun_path)) {
         fprintf(out, "weir: control socket path too long: %s\n", path);
+        free(answer);
         return -ENAMETOOLONG;
     }
     snprintf(sa.sun_path, sizeof(sa.sun_path), "%s", path);
@@ -220,7 +221,7 @@ int weir_control_request(const char *path, const char *command, FILE *out, int t
         memcpy(answer + len, buf, (size_t)n);
         len += (size_t)n;
     }
-    if (answer == NULL) {
+    if (len == 0) {
         ret = -EPROTO;
         fprintf(out, "weir: the running server closed the connection without an answer\n");
         goto Exit;

@@ -936,6 +936,7 @@ int weir_gate_redis_create(const weir_gate_redis_options_t *opts, weir_gate_t **
     gate->scripts[3] = &gate->leave;
     weir_redis_options_t ropts = {.url = opts->url,
                                   .who = "upload gate",
+                                  .path = opts->path,
                                   .pool_size = 1,
                                   .timeout_ms = opts->timeout_ms,
                                   .backoff_max_ms = opts->backoff_max_ms != 0 ? opts->backoff_max_ms : DEFAULT_BACKOFF_MAX_MS,

@@ -8,7 +8,7 @@
 
 weir_log_level_t weir_log_min_level = WEIR_LOG_INFO;
 
-static void die_oom(size_t size)
+__attribute__((noreturn)) static void die_oom(size_t size)
 {
     char buf[96];
     int len = snprintf(buf, sizeof(buf), "weir: out of memory allocating %zu bytes\n", size);
@@ -20,24 +20,25 @@ static void die_oom(size_t size)
 
 void *weir_malloc(size_t size)
 {
-    void *p = malloc(size);
-    if (p == NULL && size != 0)
+    /* malloc(0) may return NULL: ask for a byte, so that NULL always means exhaustion */
+    void *p = malloc(size != 0 ? size : 1);
+    if (p == NULL)
         die_oom(size);
     return p;
 }
 
 void *weir_calloc(size_t count, size_t size)
 {
-    void *p = calloc(count, size);
-    if (p == NULL && count != 0 && size != 0)
+    void *p = count != 0 && size != 0 ? calloc(count, size) : calloc(1, 1);
+    if (p == NULL)
         die_oom(count * size);
     return p;
 }
 
 void *weir_realloc(void *ptr, size_t size)
 {
-    void *p = realloc(ptr, size);
-    if (p == NULL && size != 0)
+    void *p = realloc(ptr, size != 0 ? size : 1);
+    if (p == NULL)
         die_oom(size);
     return p;
 }
@@ -49,6 +50,8 @@ char *weir_strdup(const char *s)
 
 char *weir_strndup(const char *s, size_t len)
 {
+    if (len == SIZE_MAX) /* len + 1 would wrap to a zero-byte allocation */
+        die_oom(len);
     char *p = weir_malloc(len + 1);
     memcpy(p, s, len);
     p[len] = '\0';

@@ -3,8 +3,9 @@
 #include "weir/upload.h"
 #include "weir/calc.h"
 #include "weir/cache.h"
+#include "weir/status.h"
 
-const weir_module_t *const weir_modules[] = {&weir_upload_module, &weir_calc_module, &weir_cache_module, NULL};
+const weir_module_t *const weir_modules[] = {&weir_upload_module, &weir_calc_module, &weir_cache_module, &weir_status_module, NULL};
 
 const weir_module_t *weir_module_for_key(const char *key)
 {

@@ -47,7 +47,7 @@ static int reserve(h2o_req_t *req, size_t len)
     return 0;
 }
 
-static void send_json(h2o_req_t *req, int status, const char *reason, const char *body, size_t len)
+static void send_as(h2o_req_t *req, int status, const char *reason, const char *content_type, const char *body, size_t len)
 {
     static h2o_generator_t generator = {NULL, NULL};
 
@@ -58,7 +58,7 @@ static void send_json(h2o_req_t *req, int status, const char *reason, const char
      * rather than invite a next request that would find the connection closed. */
     if (req->conn->ctx->shutdown_requested)
         req->http1_is_persistent = 0;
-    h2o_add_header(&req->pool, &req->res.headers, H2O_TOKEN_CONTENT_TYPE, NULL, H2O_STRLIT("application/json"));
+    h2o_add_header(&req->pool, &req->res.headers, H2O_TOKEN_CONTENT_TYPE, NULL, content_type, strlen(content_type));
     if (req->version >= 0x200 || len >= LARGE_ANSWER)
         weir_conn_answer_started(req);
     h2o_start_response(req, &generator);
@@ -68,6 +68,11 @@ static void send_json(h2o_req_t *req, int status, const char *reason, const char
         h2o_iovec_t buf = h2o_iovec_init(body, len);
         h2o_send(req, &buf, 1, H2O_SEND_STATE_FINAL);
     }
+}
+
+static void send_json(h2o_req_t *req, int status, const char *reason, const char *body, size_t len)
+{
+    send_as(req, status, reason, "application/json", body, len);
 }
 
 static int reserve_or_respond(h2o_req_t *req, size_t len)
@@ -86,6 +91,13 @@ void weir_respond_json_nocopy(h2o_req_t *req, int status, const char *reason, co
     if (reserve_or_respond(req, len) != 0)
         return;
     send_json(req, status, reason, body, len);
+}
+
+void weir_respond_nocopy_as(h2o_req_t *req, int status, const char *reason, const char *content_type, const char *body, size_t len)
+{
+    if (reserve_or_respond(req, len) != 0)
+        return;
+    send_as(req, status, reason, content_type, body, len);
 }
 
 void weir_respond_json(h2o_req_t *req, int status, const char *reason, const char *body, size_t len)

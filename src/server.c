@@ -33,9 +33,11 @@
 #include "weir/conn.h"
 #include "weir/control.h"
 #include "weir/http_client.h"
+#include "weir/metrics.h"
 #include "weir/notify.h"
 #include "weir/respond.h"
 #include "weir/server.h"
+#include "weir/status.h"
 #include "weir/tls.h"
 
 #define DRAIN_TICK_MS 50
@@ -751,7 +753,10 @@ Resolved:
     if (*port == 0) {
         struct sockaddr_storage ss;
         socklen_t sslen = sizeof(ss);
-        getsockname(fd, (void *)&ss, &sslen);
+        if (getsockname(fd, (void *)&ss, &sslen) != 0) {
+            ret = -errno;
+            goto Error;
+        }
         *port = ntohs(ss.ss_family == AF_INET6 ? ((struct sockaddr_in6 *)&ss)->sin6_port : ((struct sockaddr_in *)&ss)->sin_port);
     }
     /* Wake the loop for a connection only once the client has sent something (HTTP and TLS clients speak first): one
@@ -861,10 +866,15 @@ int weir_server_setup_globalconf(h2o_globalconf_t *gc, const weir_server_conf_t 
     gc->http1.req_timeout = conf->http1_request_timeout_ms;
     gc->http2.idle_timeout = conf->http2_idle_timeout_ms;
     gc->http2.graceful_shutdown_timeout = 0; /* the drain bounds the whole shutdown */
+    int count_requests = weir_status_counts_requests(conf);
 
     for (size_t h = 0; h != conf->num_hosts; ++h) {
         const weir_host_conf_t *host = conf->hosts + h;
         h2o_hostconf_t *hostconf = h2o_config_register_host(gc, h2o_iovec_init(host->name, strlen(host->name)), 65535);
+        if (hostconf == NULL) { /* h2o has one of that name, compared without case (the parser refuses that) */
+            weir_error("host \"%s\" is given twice", host->name);
+            return -EEXIST;
+        }
         /* h2o takes the first path that is a prefix of the request's: register the longest first. */
         const weir_path_conf_t **sorted = weir_malloc(sizeof(*sorted) * (host->num_paths + 1));
         for (size_t p = 0; p != host->num_paths; ++p)
@@ -873,6 +883,8 @@ int weir_server_setup_globalconf(h2o_globalconf_t *gc, const weir_server_conf_t 
         for (size_t p = 0; p != host->num_paths; ++p) {
             const weir_path_conf_t *path = sorted[p];
             h2o_pathconf_t *pathconf = h2o_config_register_path(hostconf, path->path, 0);
+            if (count_requests)
+                weir_status_instrument(pathconf, path->path);
             add_guard(pathconf);
             int ret = path->module->register_handler(pathconf, path->settings);
             if (ret != 0) {
@@ -884,6 +896,8 @@ int weir_server_setup_globalconf(h2o_globalconf_t *gc, const weir_server_conf_t 
                 weir_access_log_register(pathconf, access_log);
         }
         free(sorted);
+        if (count_requests)
+            weir_status_instrument(&hostconf->fallback_path, NULL);
         add_guard(&hostconf->fallback_path);
         h2o_handler_t *notfound = h2o_create_handler(&hostconf->fallback_path, sizeof(*notfound));
         notfound->on_req = on_req_not_found;
@@ -1064,6 +1078,7 @@ static char *reload(server_t *server)
     weir_server_conf_t conf;
     weir_conf_errors_t errs;
     char *answer, buf[256];
+    int ok = 0;
 
     weir_notify("RELOADING=1\nSTATUS=reloading %s", server->conf_file);
     weir_info("reloading %s", server->conf_file);
@@ -1096,10 +1111,15 @@ static char *reload(server_t *server)
         goto Exit;
     }
     make_current(server, gen);
+    ok = 1;
     snprintf(buf, sizeof(buf), "ok: serving configuration %u from %s\n", gen->id, server->conf_file);
     weir_info("reloaded: serving configuration %u", gen->id);
     answer = weir_strdup(buf);
 Exit:
+    if (ok)
+        weir_metrics_reload_succeeded();
+    else
+        weir_metrics_reload_failed();
     weir_notify("READY=1\nSTATUS=serving configuration %u", server->current->id);
     weir_server_conf_dispose(&conf);
     weir_conf_errors_dispose(&errs);

@@ -1,6 +1,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <unistd.h>
 #include "weir/common.h"
 #include "weir/server.h"
@@ -258,6 +259,19 @@ static void parse_hosts(weir_server_conf_t *conf, const weir_conf_node_t *node, 
         const weir_conf_pair_t *pair = node->data.mapping.elements + i;
         const char *name;
         if (weir_conf_to_string(pair->key, &name, errs) != 0)
+            continue;
+        /* h2o registers a host name once, compared without case (the YAML keys themselves are distinct) */
+        int same = 0;
+        for (size_t j = 0; j != i && !same; ++j) {
+            const weir_conf_node_t *other = node->data.mapping.elements[j].key;
+            if (other->type != WEIR_CONF_SCALAR)
+                continue;
+            if ((same = strcasecmp(other->data.scalar.str, name) == 0))
+                weir_conf_error(errs, pair->key,
+                                "host \"%s\" is the same as \"%s\" (line %u): host names are compared without case", name,
+                                other->data.scalar.str, other->line);
+        }
+        if (same)
             continue;
         weir_host_conf_t *host = conf->hosts + conf->num_hosts++;
         host->name = weir_strdup(name);

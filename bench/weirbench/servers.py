@@ -165,10 +165,11 @@ class Server:
         return False
 
 
-def weir_conf(threads=1, upload=None, calc=True, cache=None, upload_s3=None):
+def weir_conf(threads=1, upload=None, calc=True, cache=None, metrics=False, upload_s3=None):
     """weir's YAML: listen on 127.0.0.1 port 0, `threads` worker threads; upload=(concurrency, delay-min, delay-max)
-    adds /upload, calc adds /calc (n = 1,000,000), cache=("memory",) or ("redis", port) adds /cache; upload_s3=
-    (endpoint, secret file) makes /upload's backend s3, storing into S3_BUCKET with the store's own account."""
+    adds /upload, calc adds /calc (n = 1,000,000), cache=("memory",) or ("redis", port) adds /cache, metrics adds
+    /metrics (status.metrics, which makes every path count its requests), /livez and /readyz; upload_s3=(endpoint,
+    secret file) makes /upload's backend s3, storing into S3_BUCKET with the store's own account."""
     lines = ["listen:", "  port: 0", "  host: 127.0.0.1", "num-threads: %d" % threads, "limit-request-body: 1048576",
              "hosts:", "  default:", "    paths:"]
     if upload is not None:
@@ -186,13 +187,16 @@ def weir_conf(threads=1, upload=None, calc=True, cache=None, upload_s3=None):
         lines += ["      /cache:", "        cache.backend: %s" % cache[0]]
         if cache[0] == "redis":
             lines += ["        cache.redis.url: redis://127.0.0.1:%d/0" % cache[1]]
+    if metrics:
+        lines += ["      /metrics:", "        status.metrics: ON", "      /livez:", "        status.live: ON",
+                  "      /readyz:", "        status.ready: ON"]
     return "\n".join(lines) + "\n"
 
 
-def cache_server(ctx, step, backend=("memory",), threads=1):
-    """A started weir with /calc and /cache (`backend` as weir_conf's cache), CACHE_KEY stored and read back;
-    returns (server, the body of its GET /cache reply)."""
-    srv = Server(ctx, "weir", "weir", conf=weir_conf(threads=threads, calc=True, cache=backend)).start(step)
+def cache_server(ctx, step, backend=("memory",), threads=1, metrics=False):
+    """A started weir with /calc and /cache (`backend` as weir_conf's cache; `metrics` as weir_conf's), CACHE_KEY
+    stored and read back; returns (server, the body of its GET /cache reply)."""
+    srv = Server(ctx, "weir", "weir", conf=weir_conf(threads=threads, calc=True, cache=backend, metrics=metrics)).start(step)
     try:
         st, _ = http("PUT", srv.url("/cache?key=%s" % CACHE_KEY), CACHE_VALUE.encode())
         st2, body = http("GET", srv.url("/cache?key=%s" % CACHE_KEY))

@@ -239,6 +239,7 @@ typedef struct st_weir_cache_redis_options_t {
     const char *prefix;      /**< prepended to keys; NULL: none */
     uint64_t backoff_min_ms; /**< first reconnect delay; 0: 100 */
     uint64_t backoff_max_ms; /**< reconnect delays double up to this; 0: 5000 */
+    const char *path;        /**< the /cache path, for the metrics' labels and the readiness check's name; NULL: "" */
 } weir_cache_redis_options_t;
 
 /** The Redis backend: shared read-only options; each worker thread's pool is its per-thread state. */
@@ -248,7 +249,9 @@ typedef struct st_weir_cache_redis_t weir_cache_redis_t;
 extern const weir_cache_backend_vtable_t weir_cache_redis_vtable;
 
 /**
- * Creates the backend (connects nothing: vtable start does, per thread). A host name is resolved here, once, so that
+ * Creates the backend (connects nothing: vtable start does, per thread). Its metrics are the Redis series of the default
+ * registry with `use="cache"` (weir_metrics_redis_init); each started thread adds a readiness check (health.h), up
+ * while one of its connections is ready, named "cache PATH: redis at WHERE". A host name is resolved here, once, so that
  * no (re)connection blocks a loop on DNS.
  * @return 0 with *out set, -EINVAL for a malformed URL or options, -ENOENT when the host cannot be resolved
  *         (both logged).

@@ -17,16 +17,16 @@
 /** Number of elements of a fixed-size array. */
 #define WEIR_ARRAY_SIZE(a) (sizeof(a) / sizeof((a)[0]))
 
-/** malloc that aborts with a message on exhaustion; never returns NULL. */
-void *weir_malloc(size_t size);
+/** malloc that aborts with a message on exhaustion; never returns NULL (not for size 0 either). */
+__attribute__((returns_nonnull, malloc)) void *weir_malloc(size_t size);
 /** calloc that aborts with a message on exhaustion; never returns NULL. */
-void *weir_calloc(size_t count, size_t size);
-/** realloc that aborts with a message on exhaustion; never returns NULL for size > 0. */
-void *weir_realloc(void *ptr, size_t size);
+__attribute__((returns_nonnull, malloc)) void *weir_calloc(size_t count, size_t size);
+/** realloc that aborts with a message on exhaustion; never returns NULL (size 0 gives a block of one byte). */
+__attribute__((returns_nonnull)) void *weir_realloc(void *ptr, size_t size);
 /** strdup that aborts on exhaustion. */
-char *weir_strdup(const char *s);
+__attribute__((returns_nonnull, malloc)) char *weir_strdup(const char *s);
 /** Copies @p len bytes of @p s into a new NUL-terminated string; aborts on exhaustion. */
-char *weir_strndup(const char *s, size_t len);
+__attribute__((returns_nonnull, malloc)) char *weir_strndup(const char *s, size_t len);
 
 /** Log levels, in increasing severity. */
 typedef enum en_weir_log_level_t {

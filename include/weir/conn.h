@@ -60,6 +60,7 @@ struct st_weir_conn_t {
     size_t unacked;           /* the kernel's send queue when last looked at */
     unsigned answers;         /* answers started and not yet delivered (their requests not disposed) */
     int writing;
+    int protocol; /* what it is counted as in the connection metrics: not known yet, HTTP/1, HTTP/2 */
 };
 
 /** The connections of one worker thread. Fields are private unless noted. */

@@ -179,6 +179,7 @@ typedef struct st_weir_gate_redis_options_t {
     uint64_t timeout_ms;               /**< deadline of each Redis command and connection attempt */
     weir_gate_on_failure_t on_failure; /**< while Redis cannot be reached */
     uint64_t backoff_max_ms;           /**< longest reconnection delay; 0: 1000 */
+    const char *path;                  /**< the upload path, for the metrics' labels and readiness checks; NULL: "" */
 } weir_gate_redis_options_t;
 
 /**

@@ -63,6 +63,7 @@ void weir_redis_script_init(weir_redis_script_t *script, const char *source);
 typedef struct st_weir_redis_options_t {
     const char *url;         /**< as for weir_redis_parse_url (required) */
     const char *who;         /**< who uses it, for log lines ("cache", "upload gate"); NULL: "redis" */
+    const char *path;        /**< the path it serves, for the metrics' labels and readiness checks; NULL: "" */
     unsigned pool_size;      /**< command connections per client (>= 1); subscribers always have one */
     uint64_t timeout_ms;     /**< default deadline of each command, and of each connection attempt (>= 1) */
     uint64_t backoff_min_ms; /**< first reconnect delay; 0: 100 */
@@ -77,7 +78,8 @@ typedef struct st_weir_redis_t weir_redis_t;
 
 /**
  * Creates the settings (connects nothing). A host name is resolved here, once, so that no (re)connection blocks a
- * loop on DNS.
+ * loop on DNS. Its clients and subscribers count into the Redis series of the default metrics registry
+ * (weir_metrics_redis_init, with use = who and path), found again when a later generation creates the same.
  * @return 0 with *out set, -EINVAL for a malformed URL or options, -ENOENT when the host cannot be resolved (both
  *         logged).
  */
@@ -114,7 +116,8 @@ typedef void (*weir_redis_reply_cb)(void *data, int status, const struct redisRe
 /**
  * Starts a pool of opts.pool_size connections on @p loop; the connection attempts start now. Commands given during
  * the very first attempt wait for it (bounded by their deadlines); afterwards, while no connection is ready, commands
- * fail at once with -EAGAIN. @p on_state may be NULL.
+ * fail at once with -EAGAIN. @p on_state may be NULL. Until it is stopped, the pool is a readiness check (health.h)
+ * named "WHO PATH: redis at WHERE", up while one of its connections is ready.
  */
 weir_redis_client_t *weir_redis_client_start(weir_redis_t *redis, uv_loop_t *loop, weir_redis_state_cb on_state, void *data);
 

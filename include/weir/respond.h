@@ -24,6 +24,9 @@ void weir_respond_json(h2o_req_t *req, int status, const char *reason, const cha
  */
 void weir_respond_json_nocopy(h2o_req_t *req, int status, const char *reason, const char *body, size_t len);
 
+/** As weir_respond_json_nocopy with Content-Type @p content_type (a static string) instead of application/json. */
+void weir_respond_nocopy_as(h2o_req_t *req, int status, const char *reason, const char *content_type, const char *body, size_t len);
+
 /** Sets the memory budget of large answers (`limit-response-memory`, for the whole process). Default: unlimited. */
 void weir_respond_set_memory_budget(uint64_t bytes);
 

@@ -105,7 +105,8 @@ size_t weir_server_default_max_connections(const weir_server_conf_t *conf, uint6
  * path's module registers its handler; longest paths first), a 404 fallback, and @p access_log (may be NULL) on
  * every path (a weir_access_log_t, see access_log.h). Used by the server and by tests and fuzzers that drive the real stack
  * in-process. Dispose @p gc with h2o_config_dispose, also after a failure.
- * @return 0, or the negative errno-style code of the first module that could not register (logged).
+ * @return 0, -EEXIST when two hosts have the same name compared without case (as h2o compares them), or the
+ *         negative errno-style code of the first module that could not register (logged).
  */
 int weir_server_setup_globalconf(h2o_globalconf_t *gc, const weir_server_conf_t *conf, weir_access_log_t *access_log);
 

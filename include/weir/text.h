@@ -21,7 +21,8 @@ ssize_t weir_parse_decimal_prefix(const char *s, size_t len, uint64_t max, uint6
 
 /**
  * Parses @p s, which must be decimal digits and nothing else, into @p out.
- * @return 0, -EINVAL when @p s is empty or holds something other than digits, -ERANGE when the value is above @p max.
+ * @return 0, -ERANGE when the digits at its start are already above @p max (whatever follows them), otherwise -EINVAL
+ *         when @p s is empty or holds something other than digits. Nothing is set on failure.
  */
 int weir_parse_decimal(const char *s, size_t len, uint64_t max, uint64_t *out);
 

@@ -1,6 +1,7 @@
 /*
- * The Redis client layer (see redis.h): hiredis's async API on a libuv loop. This is the only file that includes
- * hiredis/adapters/libuv.h.
+ * The Redis client layer (see redis.h): hiredis's async API on a libuv loop, through weir's own event hooks (one
+ * uv_poll_t per context, below) rather than hiredis 0.14's adapters/libuv.h, whose attach leaks its block and leaves a
+ * cleanup hook that dereferences NULL when uv_poll_init fails, and whose poll callback ignores POLLERR.
  *
  * A client (a pool of command connections) and a subscriber share one connection machine. Each connection is in one
  * of these states:
@@ -40,8 +41,9 @@
 #include <openssl/sha.h>
 #include <hiredis/hiredis.h>
 #include <hiredis/async.h>
-#include <hiredis/adapters/libuv.h>
 #include "weir/common.h"
+#include "weir/health.h"
+#include "weir/metrics.h"
 #include "weir/redis.h"
 
 #define DEFAULT_BACKOFF_MIN_MS 100
@@ -57,6 +59,8 @@ struct st_weir_redis_t {
     uint64_t backoff_max_ms;
     const weir_redis_script_t **scripts;
     size_t num_scripts;
+    weir_metrics_redis_t metrics; /* use = who, path = options' path */
+    char *health_name;            /* of each command client's readiness check */
 };
 
 typedef enum en_conn_state_t {
@@ -82,7 +86,8 @@ typedef struct st_owner_t {
     int state;          /* -1 starting (first attempts under way), 0 down, 1 up */
     int told;           /* the state last told, -1 none yet */
     int stopped;
-    unsigned ready;
+    unsigned ready; /* atomic (written by the loop's thread, read by readiness checks) */
+    weir_health_check_t *health;
     unsigned open; /* connections and handles not yet freed; the owner is freed when it reaches 0 after stop */
     uint64_t connects;
     uint64_t failures;
@@ -122,6 +127,7 @@ typedef struct st_cmd_t {
     int argc;
     const char **argv; /* EVALSHA: a copy of the arguments, for the retry */
     size_t *lens;
+    weir_redis_t *redis; /* for its metrics */
 } cmd_t;
 
 static void conn_connect(conn_t *conn);
@@ -200,6 +206,11 @@ int weir_redis_create(const weir_redis_options_t *opts, weir_redis_t **out)
                  (unsigned)self->target.port);
     }
     self->who = weir_strdup(who);
+    const char *path = opts->path != NULL ? opts->path : "";
+    weir_metrics_redis_init(&self->metrics, who, path);
+    size_t name_len = strlen(who) + strlen(path) + strlen(self->where) + 32;
+    self->health_name = weir_malloc(name_len);
+    snprintf(self->health_name, name_len, "%s %s: redis at %s", who, path, self->where);
     self->pool_size = opts->pool_size;
     self->timeout_ms = opts->timeout_ms;
     self->backoff_min_ms = opts->backoff_min_ms != 0 ? opts->backoff_min_ms : DEFAULT_BACKOFF_MIN_MS;
@@ -225,6 +236,7 @@ void weir_redis_destroy(weir_redis_t *redis)
     weir_redis_target_dispose(&redis->target);
     free(redis->where);
     free(redis->who);
+    free(redis->health_name);
     free(redis->scripts);
     free(redis);
 }
@@ -275,6 +287,21 @@ static void on_notify_closed(uv_handle_t *handle)
     owner_free_if_done(owner);
 }
 
+/* A connection of @p owner became ready (+1) or stopped being (-1). @return the connections ready now. */
+static unsigned owner_ready_add(owner_t *owner, int delta)
+{
+    unsigned ready = owner->ready + (unsigned)delta;
+    __atomic_store_n(&owner->ready, ready, __ATOMIC_RELAXED);
+    weir_metric_gauge_add(owner->redis->metrics.up, delta);
+    return ready;
+}
+
+/* The readiness check of a command client (health.h): a connection is ready. */
+static int owner_is_up(void *owner)
+{
+    return __atomic_load_n(&((owner_t *)owner)->ready, __ATOMIC_RELAXED) != 0;
+}
+
 static void owner_init(owner_t *owner, weir_redis_t *redis, uv_loop_t *loop, owner_kind_t kind, weir_redis_state_cb on_state,
                        void *data)
 {
@@ -289,6 +316,8 @@ static void owner_init(owner_t *owner, weir_redis_t *redis, uv_loop_t *loop, own
     uv_timer_init(loop, owner->notify);
     owner->notify->data = owner;
     owner->open = 1;
+    if (kind == KIND_COMMANDS)
+        owner->health = weir_health_add(redis->health_name, owner_is_up, owner);
 }
 
 /* Records the state and tells it from the loop (never from inside a call of ours). */
@@ -303,7 +332,7 @@ static void owner_set_state(owner_t *owner, int up)
 static void owner_conn_down(owner_t *owner, conn_t *conn, int was_ready)
 {
     if (was_ready) {
-        if (--owner->ready == 0)
+        if (owner_ready_add(owner, -1) == 0)
             owner_set_state(owner, 0);
         return;
     }
@@ -321,7 +350,7 @@ static void owner_conn_down(owner_t *owner, conn_t *conn, int was_ready)
 
 static void owner_conn_ready(owner_t *owner)
 {
-    if (owner->ready++ == 0)
+    if (owner_ready_add(owner, 1) == 1)
         owner_set_state(owner, 1);
 }
 
@@ -358,6 +387,7 @@ static void conn_failed(conn_t *conn, const char *reason, int was_ready)
     conn->state = CONN_DOWN;
     conn->first_attempt = 0;
     ++owner->failures;
+    weir_metric_inc(redis->metrics.failures);
     snprintf(conn->error, sizeof(conn->error), "%s", reason != NULL && reason[0] != '\0' ? reason : "unknown error");
 
     uint64_t delay = redis->backoff_min_ms;
@@ -440,8 +470,10 @@ static void conn_became_ready(conn_t *conn)
     owner_t *owner = conn->owner;
 
     uv_timer_stop(&conn->timer);
-    if (conn->failures != 0)
+    if (conn->failures != 0) {
         weir_info("%s: connected to Redis at %s again", owner->redis->who, owner->redis->where);
+        weir_metric_inc(owner->redis->metrics.reconnects);
+    }
     conn->state = CONN_READY;
     conn->failures = 0;
     conn->first_attempt = 0;
@@ -505,14 +537,21 @@ static void on_subscription(redisAsyncContext *ac, void *_reply, void *privdata)
 }
 
 /*
- * Our own poll callback and read/write hooks, replacing those of hiredis 0.14's libuv adapter (its attach and cleanup
- * are kept). On POLLERR, which a connection reset or a refused connect gives, libuv stops the poll handle and calls
- * back with a status of UV_EBADF; the adapter returns without telling hiredis, and the connection would hang with its
- * commands forever. Here a failed poll becomes a read, which meets the socket's error and tears the context down.
+ * The event hooks of a context: one uv_poll_t on its socket. On POLLERR, which a connection reset or a refused connect
+ * gives, libuv stops the poll handle and calls back with a status of UV_EBADF; hiredis must still be told, or the
+ * connection would hang with its commands forever: a failed poll becomes a read, which meets the socket's error and
+ * tears the context down. hiredis calls the cleanup hook when it frees the context; the block is freed once libuv has
+ * closed the handle.
  */
+typedef struct st_redis_events_t {
+    uv_poll_t handle;
+    redisAsyncContext *context; /* NULL once hiredis has freed it */
+    int events;
+} redis_events_t;
+
 static void on_redis_poll(uv_poll_t *handle, int status, int events)
 {
-    redisLibuvEvents *p = handle->data;
+    redis_events_t *p = handle->data;
 
     if (status != 0)
         events = UV_READABLE;
@@ -522,7 +561,7 @@ static void on_redis_poll(uv_poll_t *handle, int status, int events)
         redisAsyncHandleWrite(p->context);
 }
 
-static void poll_update(redisLibuvEvents *p)
+static void poll_update(redis_events_t *p)
 {
     if (p->events != 0)
         uv_poll_start(&p->handle, p->events, on_redis_poll);
@@ -532,30 +571,62 @@ static void poll_update(redisLibuvEvents *p)
 
 static void ev_add_read(void *privdata)
 {
-    redisLibuvEvents *p = privdata;
+    redis_events_t *p = privdata;
     p->events |= UV_READABLE;
     poll_update(p);
 }
 
 static void ev_del_read(void *privdata)
 {
-    redisLibuvEvents *p = privdata;
+    redis_events_t *p = privdata;
     p->events &= ~UV_READABLE;
     poll_update(p);
 }
 
 static void ev_add_write(void *privdata)
 {
-    redisLibuvEvents *p = privdata;
+    redis_events_t *p = privdata;
     p->events |= UV_WRITABLE;
     poll_update(p);
 }
 
 static void ev_del_write(void *privdata)
 {
-    redisLibuvEvents *p = privdata;
+    redis_events_t *p = privdata;
     p->events &= ~UV_WRITABLE;
     poll_update(p);
+}
+
+static void on_events_closed(uv_handle_t *handle)
+{
+    free(handle->data);
+}
+
+static void ev_cleanup(void *privdata)
+{
+    redis_events_t *p = privdata;
+    p->context = NULL;
+    uv_close((uv_handle_t *)&p->handle, on_events_closed);
+}
+
+/* Watches @p ac's socket on @p loop. On failure nothing is attached, and redisAsyncFree frees the context alone. */
+static int events_attach(redisAsyncContext *ac, uv_loop_t *loop)
+{
+    redis_events_t *p = weir_calloc(1, sizeof(*p));
+
+    if (uv_poll_init(loop, &p->handle, ac->c.fd) != 0) {
+        free(p);
+        return -1;
+    }
+    p->handle.data = p;
+    p->context = ac;
+    ac->ev.data = p;
+    ac->ev.addRead = ev_add_read;
+    ac->ev.delRead = ev_del_read;
+    ac->ev.addWrite = ev_add_write;
+    ac->ev.delWrite = ev_del_write;
+    ac->ev.cleanup = ev_cleanup;
+    return 0;
 }
 
 static void conn_connect(conn_t *conn)
@@ -581,15 +652,11 @@ static void conn_connect(conn_t *conn)
         conn_failed(conn, reason, 0);
         return;
     }
-    if (redisLibuvAttach(ac, owner->loop) != REDIS_OK) {
+    if (events_attach(ac, owner->loop) != 0) {
         redisAsyncFree(ac);
         conn_failed(conn, "cannot watch the socket", 0);
         return;
     }
-    ac->ev.addRead = ev_add_read;
-    ac->ev.delRead = ev_del_read;
-    ac->ev.addWrite = ev_add_write;
-    ac->ev.delWrite = ev_del_write;
     ac->data = conn;
     conn->ac = ac;
     redisAsyncSetConnectCallback(ac, on_connect);
@@ -675,6 +742,10 @@ static void conn_stop(conn_t *conn, int flush)
 
 static void owner_stop(owner_t *owner)
 {
+    /* its connections close without telling (CLOSING): they are no longer up */
+    weir_health_remove(owner->health);
+    owner->health = NULL;
+    weir_metric_gauge_add(owner->redis->metrics.up, -(int64_t)owner->ready);
     owner->stopped = 1;
     uv_timer_stop(owner->notify);
     uv_close((uv_handle_t *)owner->notify, on_notify_closed);
@@ -763,6 +834,7 @@ static void on_cmd_timeout(uv_timer_t *timer)
 
     /* The block stays until hiredis hands the reply over. */
     cmd->cb = NULL;
+    weir_metric_inc(cmd->redis->metrics.timeouts);
     cb(cmd->data, -ETIMEDOUT, NULL, "Redis did not answer in time");
 }
 
@@ -792,8 +864,10 @@ static void on_cmd_reply(redisAsyncContext *ac, void *_reply, void *privdata)
         return; /* answered already (deadline) */
     cmd->cb = NULL;
     if (reply == NULL) {
+        weir_metric_inc(cmd->redis->metrics.errors);
         cb(cmd->data, -EAGAIN, NULL, "lost the connection to Redis");
     } else if (reply->type == REDIS_REPLY_ERROR) {
+        weir_metric_inc(cmd->redis->metrics.errors);
         snprintf(message, sizeof(message), "Redis error: %s", reply->str);
         cb(cmd->data, -EPROTO, reply, message);
     } else {
@@ -808,12 +882,15 @@ static void send_cmd(weir_redis_client_t *client, cmd_t *cmd, int argc, const ch
     conn_t *conn;
 
     if (client == NULL || client->super.stopped) {
+        /* (no client: no Redis to count against) */
         cmd->cb(cmd->data, -EAGAIN, NULL, "the Redis client is not running on this thread");
         free(cmd->argv);
         free(cmd);
         return;
     }
+    cmd->redis = client->super.redis;
     if ((conn = pick_conn(client)) == NULL) {
+        weir_metric_inc(cmd->redis->metrics.errors);
         const char *why = client->conns[0]->error[0] != '\0' ? client->conns[0]->error : "not connected yet";
         snprintf(message, sizeof(message), "Redis is unavailable: %s", why);
         cmd->cb(cmd->data, -EAGAIN, NULL, message);
@@ -827,6 +904,7 @@ static void send_cmd(weir_redis_client_t *client, cmd_t *cmd, int argc, const ch
         weir_redis_reply_cb cb = cmd->cb;
         cmd->cb = NULL;
         uv_close((uv_handle_t *)&cmd->timer, on_cmd_closed);
+        weir_metric_inc(cmd->redis->metrics.errors);
         cb(cmd->data, -EAGAIN, NULL, "Redis is unavailable: the connection is closing");
         return;
     }

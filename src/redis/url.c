@@ -11,16 +11,44 @@
 #include "weir/redis.h"
 #include "weir/text.h"
 
+/* NULL on a malformed escape, and on an encoded NUL: the credentials are C strings, and one cut short at a NUL would
+ * be sent to AUTH as something else than what the URL says. */
 static char *decode_component(const char *s, size_t len)
 {
     char *out = weir_malloc(len + 1);
     ssize_t n = weir_percent_decode(s, len, out, 0);
-    if (n < 0) {
+    if (n < 0 || memchr(out, '\0', (size_t)n) != NULL) {
         free(out);
         return NULL;
     }
     out[n] = '\0';
     return out;
+}
+
+/* A credential from a unix: URL's query: absent (or empty) leaves *out NULL; repeated or holding a NUL is an error. */
+static int query_credential(h2o_mem_pool_t *pool, const char *query, size_t len, const char *name, char **out, char *err,
+                            size_t err_size)
+{
+    h2o_iovec_t v;
+
+    switch (weir_query_find(pool, query, len, name, &v)) {
+    case 0:
+        if (memchr(v.base, '\0', v.len) != NULL) {
+            snprintf(err, err_size, "%s must not contain NUL (%%00)", name);
+            return -EINVAL;
+        }
+        if (v.len != 0)
+            *out = weir_strndup(v.base, v.len);
+        return 0;
+    case -ENOENT:
+        return 0;
+    case -EEXIST:
+        snprintf(err, err_size, "%s is given more than once", name);
+        return -EINVAL;
+    default:
+        snprintf(err, err_size, "malformed percent-encoding");
+        return -EINVAL;
+    }
 }
 
 static int parse_unix_url(const char *rest, weir_redis_target_t *t, char *err, size_t err_size)
@@ -61,10 +89,9 @@ static int parse_unix_url(const char *rest, weir_redis_target_t *t, char *err, s
         snprintf(err, err_size, "malformed percent-encoding");
         goto Exit;
     }
-    if (weir_query_find(&pool, query, query_len, "password", &v) == 0 && v.len != 0)
-        t->password = weir_strndup(v.base, v.len);
-    if (weir_query_find(&pool, query, query_len, "username", &v) == 0 && v.len != 0)
-        t->username = weir_strndup(v.base, v.len);
+    if (query_credential(&pool, query, query_len, "password", &t->password, err, err_size) != 0 ||
+        query_credential(&pool, query, query_len, "username", &t->username, err, err_size) != 0)
+        goto Exit;
     ret = 0;
 Exit:
     h2o_mem_clear_pool(&pool);
@@ -152,7 +179,7 @@ static int parse_tcp_url(const char *rest, weir_redis_target_t *t, char *err, si
     }
     return 0;
 BadEscape:
-    snprintf(err, err_size, "malformed percent-encoding in the user name or password");
+    snprintf(err, err_size, "malformed percent-encoding, or an encoded NUL (%%00), in the user name or password");
     return -EINVAL;
 }
 

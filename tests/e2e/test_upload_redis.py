@@ -132,11 +132,20 @@ class RedisGateTest(unittest.TestCase):
         # 3 instances, 5 shared slots, fixed 50 ms uploads, 150 uploads over the three at once: at least the bound
         # 150 / 5 x 0.05 = 1.5 s; a monitor never sees more than 5 holders in Redis. With local gates the same run has
         # 15 slots and takes about a third of that.
-        # The issue's target is at most 10% above the bound. Here (2 cores shared with other engineers' fuzzers and
-        # tests, load average about 5) runs took 1.53 to 1.69 s, and the local gates' runs showed the same per-wave
-        # overhead (1 to 5 ms per 50 ms wave): the slack is the machine's scheduling, not the gate's. The assertion
-        # allows 20%; the figures are printed, and bench/ measures the throughput against the bound properly.
+        # The issue's target is at most 10% above the bound. On a shared machine every 50 ms wave also costs some
+        # scheduling (1 to 5 ms here, load average about 5), which is the machine's, not the gate's: the local gates'
+        # runs, just before and just after, measure it (their 10 waves over the 0.5 s they need at the least), and the
+        # shared run, with 30 waves, may add three times the worse of the two on top of the 10%. bench/ measures the
+        # throughput against the bound on a quiet machine.
         bound, n = 1.5, 150
+
+        def local_run():
+            with Instances([gate_config(gate="local") for _ in range(3)]) as weirs:
+                answers = post_all([weirs[i % 3].port for i in range(n)])
+            self.assertEqual([a.status for a in answers], [200] * n)
+            return max(a.t for a in answers)
+
+        local_before = local_run()
         with Instances([gate_config(self.redis.url) for _ in range(3)]) as weirs:
             wait_registered(self.redis, "weir:upload", 6)
             ports = [weirs[i % 3].port for i in range(n)]
@@ -146,15 +155,15 @@ class RedisGateTest(unittest.TestCase):
         self.assertEqual([a.status for a in answers], [200] * n)
         self.assertLessEqual(mon.max(), 5, "more than 5 holders at once in Redis")
         self.assertEqual(mon.max(), 5, "the 5 slots were never all used")
-        with Instances([gate_config(gate="local") for _ in range(3)]) as weirs:
-            answers = post_all([weirs[i % 3].port for i in range(n)])
-        local = max(a.t for a in answers)
-        self.assertEqual([a.status for a in answers], [200] * n)
-        msg = "shared gate %.3fs (bound %.1fs), local gates %.3fs" % (shared, bound, local)
+        local_after = local_run()
+        overhead = max(0.0, max(local_before, local_after) - bound / 3)
+        msg = "shared gate %.3fs (bound %.1fs), local gates %.3fs and %.3fs (scheduling %.3fs per 10 waves)" % (
+            shared, bound, local_before, local_after, overhead)
         print(msg)
         self.assertGreaterEqual(shared, bound, "faster than 5 slots allow: " + msg)
-        self.assertLessEqual(shared, bound * 1.20, "more than 20%% above the bound: " + msg)
-        self.assertGreater(shared / local, 2.4, "local gates should be about 3 times faster: " + msg)
+        self.assertLessEqual(shared, bound * 1.10 + 3 * overhead, "more than 10%% above the bound: " + msg)
+        # local gates let 15 uploads through at once: well under the time 5 slots need
+        self.assertLess(min(local_before, local_after), bound / 2, "local gates should be about 3 times faster: " + msg)
 
     def test_fifo_across_instances(self):
         # One slot, 300 ms uploads, requests sent round-robin to three instances 150 ms apart: they complete in the

@@ -84,6 +84,38 @@ static void test_parse_url(void **state)
     }
 }
 
+/* Found by the redis_url fuzz target: a percent-encoded NUL cut a credential short (an empty user name or password,
+ * or one missing its end, sent to AUTH). And a repeated password or user name in a unix: URL was dropped silently. */
+static void test_parse_url_refuses_nul_and_repeats(void **state)
+{
+    static const char *const bad[] = {
+        "redis://:a%00b@host",           "redis://%00u:pw@host",
+        "redis://u%00:pw@host",          "redis://%00@host",
+        "unix:/s?password=a%00b",        "unix:/s?username=%00u&password=p",
+        "unix:/s?password=a&password=b", "unix:/s?username=a&username=b&password=p",
+    };
+    weir_redis_target_t t;
+    char err[160];
+
+    (void)state;
+    for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); ++i) {
+        err[0] = '\0';
+        assert_int_equal(weir_redis_parse_url(bad[i], &t, err, sizeof(err)), -EINVAL);
+        assert_true(err[0] != '\0');
+        assert_null(t.username);
+        assert_null(t.password);
+    }
+    /* still fine: an encoded byte that is not NUL, and '+' kept in redis:// but a space in a unix: query */
+    assert_int_equal(weir_redis_parse_url("redis://u%01:p+w@host", &t, err, sizeof(err)), 0);
+    assert_string_equal(t.username, "u\x01");
+    assert_string_equal(t.password, "p+w");
+    weir_redis_target_dispose(&t);
+    assert_int_equal(weir_redis_parse_url("unix:/s?password=p+w&username=u", &t, err, sizeof(err)), 0);
+    assert_string_equal(t.password, "p w");
+    assert_string_equal(t.username, "u");
+    weir_redis_target_dispose(&t);
+}
+
 static void test_script_sha1(void **state)
 {
     weir_redis_script_t s;
@@ -440,7 +472,8 @@ static void test_subscriber_wrong_password(void **state)
     assert_int_equal(uv_loop_close(&loop), 0);
 }
 
-WEIR_UNIT_TESTS(cmocka_unit_test(test_parse_url), cmocka_unit_test(test_script_sha1),
+WEIR_UNIT_TESTS(cmocka_unit_test(test_parse_url), cmocka_unit_test(test_parse_url_refuses_nul_and_repeats),
+                cmocka_unit_test(test_script_sha1),
                 cmocka_unit_test_setup_teardown(test_commands_and_state, setup_server, teardown_server),
                 cmocka_unit_test_setup_teardown(test_first_attempt_fails_is_told, setup_server, teardown_server),
                 cmocka_unit_test_setup_teardown(test_scripts_loaded_and_reloaded, setup_server, teardown_server),

@@ -1,3 +1,4 @@
+#include <errno.h>
 #include <inttypes.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -315,14 +316,14 @@ static void test_unknown_module_key(void **state)
 
 static void test_key_of_no_module(void **state)
 {
-    assert_errors(
-        LISTEN_OK "hosts:\n  default:\n    paths:\n      /x:\n        foo.bar: 1\n",
-        "conf/x.yaml:7: key \"foo.bar\" belongs to no module; expected keys starting with \"upload.\", \"calc.\" or \"cache.\"",
-        NULL);
-    assert_errors(
-        LISTEN_OK "hosts:\n  default:\n    paths:\n      /x:\n        calc.n: 1\n        concurrency: 1\n",
-        "conf/x.yaml:8: key \"concurrency\" belongs to no module; expected keys starting with \"upload.\", \"calc.\" or \"cache.\"",
-        NULL);
+    assert_errors(LISTEN_OK "hosts:\n  default:\n    paths:\n      /x:\n        foo.bar: 1\n",
+                  "conf/x.yaml:7: key \"foo.bar\" belongs to no module; expected keys starting with \"upload.\", \"calc.\", "
+                  "\"cache.\" or \"status.\"",
+                  NULL);
+    assert_errors(LISTEN_OK "hosts:\n  default:\n    paths:\n      /x:\n        calc.n: 1\n        concurrency: 1\n",
+                  "conf/x.yaml:8: key \"concurrency\" belongs to no module; expected keys starting with \"upload.\", \"calc.\", "
+                  "\"cache.\" or \"status.\"",
+                  NULL);
 }
 
 static void test_keys_of_two_modules(void **state)
@@ -333,11 +334,12 @@ static void test_keys_of_two_modules(void **state)
 
 static void test_path_without_keys(void **state)
 {
-    assert_errors(
-        LISTEN_OK "hosts:\n  default:\n    paths:\n      /x: {}\n      /y:\n      /z: [1]\n",
-        "conf/x.yaml:6: in \"/x\": no keys; expected keys of one module, starting with \"upload.\", \"calc.\" or \"cache.\"",
-        "conf/x.yaml:7: in \"/y\": no keys; expected keys of one module, starting with \"upload.\", \"calc.\" or \"cache.\"",
-        "conf/x.yaml:8: in \"/z\": expected a mapping, got a sequence", NULL);
+    assert_errors(LISTEN_OK "hosts:\n  default:\n    paths:\n      /x: {}\n      /y:\n      /z: [1]\n",
+                  "conf/x.yaml:6: in \"/x\": no keys; expected keys of one module, starting with \"upload.\", \"calc.\", "
+                  "\"cache.\" or \"status.\"",
+                  "conf/x.yaml:7: in \"/y\": no keys; expected keys of one module, starting with \"upload.\", \"calc.\", "
+                  "\"cache.\" or \"status.\"",
+                  "conf/x.yaml:8: in \"/z\": expected a mapping, got a sequence", NULL);
 }
 
 static void test_path_must_start_with_slash(void **state)
@@ -438,6 +440,34 @@ static void test_missing_paths(void **state)
     assert_errors(LISTEN_OK "hosts:\n  default:\n    paths: {}\n  other: {}\n",
                   "conf/x.yaml:5: in \"paths\": expected at least one path", "conf/x.yaml:6: in \"other\": missing \"paths\"",
                   NULL);
+}
+
+/* h2o compares host names without case and refuses a second registration of one: "Example.com" and "example.COM"
+ * passed `weir -t`, then weir_server_setup_globalconf dereferenced the NULL that h2o returned. */
+static void test_hosts_equal_without_case(void **state)
+{
+    assert_errors(LISTEN_OK "hosts:\n  Example.com:\n    paths:\n      /calc: {calc.n: 1}\n"
+                            "  example.COM:\n    paths:\n      /calc: {calc.n: 2}\n",
+                  "conf/x.yaml:7: host \"example.COM\" is the same as \"Example.com\" (line 4): host names are compared "
+                  "without case",
+                  NULL);
+}
+
+/* The same two hosts given to weir_server_setup_globalconf directly: an error, not a crash. */
+static void test_setup_refuses_hosts_equal_without_case(void **state)
+{
+    fixture_t f;
+    h2o_globalconf_t gc;
+
+    fixture_init(&f);
+    assert_int_equal(parse(&f, LISTEN_OK "hosts:\n  a.example:\n    paths:\n      /calc: {calc.n: 1}\n"
+                                         "  b.example:\n    paths:\n      /calc: {calc.n: 2}\n"),
+                     0);
+    free(f.conf.hosts[1].name);
+    f.conf.hosts[1].name = strdup("A.Example");
+    assert_int_equal(weir_server_setup_globalconf(&gc, &f.conf, NULL), -EEXIST);
+    h2o_config_dispose(&gc);
+    fixture_dispose(&f);
 }
 
 static void test_delay_min_greater_than_max(void **state)
@@ -644,6 +674,7 @@ WEIR_UNIT_TESTS(cmocka_unit_test(test_example), cmocka_unit_test(test_defaults),
                 cmocka_unit_test(test_wrong_types), cmocka_unit_test(test_not_an_integer), cmocka_unit_test(test_out_of_range),
                 cmocka_unit_test(test_calc_max_n_limit), cmocka_unit_test(test_missing_listen),
                 cmocka_unit_test(test_missing_hosts), cmocka_unit_test(test_missing_port), cmocka_unit_test(test_missing_paths),
+                cmocka_unit_test(test_hosts_equal_without_case), cmocka_unit_test(test_setup_refuses_hosts_equal_without_case),
                 cmocka_unit_test(test_delay_min_greater_than_max), cmocka_unit_test(test_n_greater_than_max_n),
                 cmocka_unit_test(test_several_errors), cmocka_unit_test(test_ssl), cmocka_unit_test(test_ssl_missing_files),
                 cmocka_unit_test(test_ssl_bad_certificate), cmocka_unit_test(test_ssl_key_mismatch))
