@@ -326,7 +326,8 @@ start_store() {
     "$WEIR_ROOT/scripts/ensure-s3rver.sh" >/dev/null || return 1
     S3_DIR=$(mktemp -d)
     out=$S3_DIR/s3rver.out
-    node "$WEIR_ROOT/tests/s3rver/start.js" --dir "$S3_DIR/data" --bucket images >"$out" 2>&1 &
+    # Not holding the suite's lock (fd 8): the store outlives the suite's tests, and the next holder waits for it.
+    node "$WEIR_ROOT/tests/s3rver/start.js" --dir "$S3_DIR/data" --bucket images >"$out" 2>&1 8>&- &
     WEIR_PIDS+=("$!")
     for ((i = 0; i < 200; i++)); do
         S3_PORT=$(sed -n 's/^ready \([0-9]*\)$/\1/p' "$out")
