@@ -12,18 +12,19 @@ FUZZ_DIR    ?= build-fuzz
 FUZZ_SECONDS ?= 60
 FUZZ_TARGETS ?=
 ANALYZE_DIR ?= build-analyze
+STRESS      ?=
 
 BUILD_DEPS = build-essential cmake pkg-config libh2o-dev libuv1-dev libyaml-dev libyajl-dev \
              libhiredis-dev libcmocka-dev libssl-dev libcurl4-openssl-dev libsystemd-dev
 TEST_DEPS  = python3 curl openssl ca-certificates apache2-utils nghttp2-client redis-server python3-boto3 python3-h2 \
-             prometheus
+             prometheus slowhttptest
 
 # clang and libFuzzer (libclang_rt.fuzzer-x86_64.a is in libclang-rt-14-dev); llvm-cov for fuzz-coverage
 FUZZ_DEPS  = clang-14 libclang-rt-14-dev
 COVERAGE_DEPS = llvm-14
 
 .PHONY: all configure build run test test-asan deps test-deps clean format deb deb-focal test-package bench bench-quick \
-        fuzz fuzz-build fuzz-deps fuzz-coverage analyze
+        fuzz fuzz-build fuzz-deps fuzz-coverage analyze stress
 
 all: build
 
@@ -75,6 +76,15 @@ fuzz-coverage: fuzz-deps
 # tests/analyze/explained.txt.
 analyze: deps
 	tests/analyze/run.sh $(ANALYZE_DIR)
+
+# The abuse suite at full scale (tests/stress/): about 25 minutes; writes tests/stress/RESULTS.md and
+# tests/stress/results/*.json. The cancellation scenario runs on the ASan build. STRESS="name ..." runs only those.
+stress: test-deps $(BUILD_DIR)/CMakeCache.txt
+	cmake --build $(BUILD_DIR) -j $(JOBS)
+	cmake -S . -B $(ASAN_DIR) -DCMAKE_BUILD_TYPE=Debug -DWEIR_SANITIZE=ON -DWEIR_WERROR=$(WERROR)
+	cmake --build $(ASAN_DIR) -j $(JOBS) --target weir
+	WEIR_BIN=$(CURDIR)/$(BUILD_DIR)/weir /usr/bin/python3 tests/stress/stress.py --scale full --results tests/stress \
+	    --asan-bin $(ASAN_DIR)/weir $(STRESS)
 
 format:
 	clang-format -i include/weir/*.h src/*.c src/redis/*.c handlers/*.c tests/unit/*.c tests/unit/*.h tests/fuzz/*.c tests/fuzz/*.h

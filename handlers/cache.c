@@ -503,17 +503,39 @@ static void destroy_shared_backend(void *_sb)
     free(sb);
 }
 
-int weir_cache_register(h2o_pathconf_t *pathconf, const weir_cache_settings_t *s)
+static int check_sizes(const weir_cache_settings_t *s)
 {
-    char what[1024], key[1536];
-    int created;
-
     if (s->max_key_size < 1 || s->max_key_size > WEIR_CACHE_MAX_KEY_SIZE_LIMIT ||
         s->max_value_size > WEIR_CACHE_MAX_VALUE_SIZE_LIMIT) {
         weir_error("cache: max-key-size must be 1..%d and max-value-size at most %d", WEIR_CACHE_MAX_KEY_SIZE_LIMIT,
                    WEIR_CACHE_MAX_VALUE_SIZE_LIMIT);
         return -EINVAL;
     }
+    return 0;
+}
+
+static void create_handler(h2o_pathconf_t *pathconf, shared_backend_t *sb, const weir_cache_settings_t *s)
+{
+    cache_handler_t *self = (cache_handler_t *)h2o_create_handler(pathconf, sizeof(*self));
+    self->super.on_context_init = on_context_init;
+    self->super.on_context_dispose = on_context_dispose;
+    self->super.dispose = on_dispose;
+    self->super.on_req = on_req;
+    self->shared = sb;
+    self->vt = sb->vt;
+    self->data = sb->data;
+    self->max_key_size = s->max_key_size;
+    self->max_value_size = s->max_value_size;
+    self->metrics = &sb->metrics;
+}
+
+int weir_cache_register(h2o_pathconf_t *pathconf, const weir_cache_settings_t *s)
+{
+    char what[1024], key[1536];
+    int created;
+
+    if (check_sizes(s) != 0)
+        return -EINVAL;
     /* The store is kept across a reload when everything that shapes it is the same. */
     if (s->backend == WEIR_CACHE_BACKEND_MEMORY)
         snprintf(what, sizeof(what), "cache|memory|%llu|%zu|%zu", (unsigned long long)s->memory_max_bytes, s->max_key_size,
@@ -527,17 +549,42 @@ int weir_cache_register(h2o_pathconf_t *pathconf, const weir_cache_settings_t *s
                                                destroy_shared_backend, &created);
     if (sb == NULL)
         return args.ret != 0 ? args.ret : -ENOMEM;
+    create_handler(pathconf, sb, s);
+    return 0;
+}
 
-    cache_handler_t *self = (cache_handler_t *)h2o_create_handler(pathconf, sizeof(*self));
-    self->super.on_context_init = on_context_init;
-    self->super.on_context_dispose = on_context_dispose;
-    self->super.dispose = on_dispose;
-    self->super.on_req = on_req;
-    self->shared = sb;
-    self->vt = sb->vt;
-    self->data = sb->data;
-    self->max_key_size = s->max_key_size;
-    self->max_value_size = s->max_value_size;
-    self->metrics = &sb->metrics;
+typedef struct st_given_backend_t {
+    const weir_cache_backend_vtable_t *vt;
+    void *data;
+    const char *path;
+} given_backend_t;
+
+static void *create_given_backend(void *_given)
+{
+    given_backend_t *given = _given;
+    shared_backend_t *sb = weir_calloc(1, sizeof(*sb));
+    sb->vt = given->vt;
+    sb->data = given->data;
+    weir_per_loop_init(&sb->threads);
+    init_metrics(&sb->metrics, given->path, sb->vt->name, sb->vt == &weir_cache_memory_vtable ? sb->data : NULL);
+    return sb;
+}
+
+int weir_cache_register_backend(h2o_pathconf_t *pathconf, const weir_cache_settings_t *s, const weir_cache_backend_vtable_t *vt,
+                                void *data)
+{
+    char what[64], key[1536];
+    int created;
+
+    if (check_sizes(s) != 0) {
+        vt->destroy(data);
+        return -EINVAL;
+    }
+    /* Registered under a key of its own, so that the handler releases it as it releases a backend it made. */
+    snprintf(what, sizeof(what), "cache|given|%p", data);
+    given_backend_t given = {vt, data, pathconf->path.base != NULL ? pathconf->path.base : ""};
+    shared_backend_t *sb = weir_shared_acquire(weir_shared_path_key(pathconf, what, key, sizeof(key)), create_given_backend, &given,
+                                               destroy_shared_backend, &created);
+    create_handler(pathconf, sb, s);
     return 0;
 }

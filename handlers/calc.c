@@ -265,3 +265,11 @@ int weir_calc_register(h2o_pathconf_t *pathconf, const weir_calc_settings_t *s)
                                             &weir_metrics_seconds_buckets, "path", path);
     return 0;
 }
+
+weir_workpool_inbox_t *weir_calc_inbox(h2o_pathconf_t *pathconf, h2o_context_t *ctx)
+{
+    for (size_t i = 0; i != pathconf->handlers.size; ++i)
+        if (pathconf->handlers.entries[i]->on_req == on_req)
+            return h2o_context_get_handler_context(ctx, pathconf->handlers.entries[i]);
+    return NULL;
+}

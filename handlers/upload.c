@@ -48,6 +48,7 @@ typedef struct st_upload_handler_t {
 typedef struct st_upload_thread_t {
     weir_gate_thread_t *gate;
     weir_upload_backend_thread_t *backend;
+    size_t uploading;        /* jobs holding a slot, in their backend */
     uv_timer_t *queue_timer; /* due when the oldest waiter's queue-timeout ends; freed in its close callback */
     h2o_linklist_t waiting;  /* jobs waiting for a slot, oldest first */
 } upload_thread_t;
@@ -55,6 +56,7 @@ typedef struct st_upload_thread_t {
 typedef struct st_upload_job_t {
     weir_gate_waiter_t waiter;
     weir_upload_op_t op;
+    int uploading;          /* counted in thread->uploading */
     h2o_linklist_t waiting; /* in thread->waiting while the gate has not granted a slot */
     uint64_t waiting_since; /* loop time */
     upload_handler_t *handler;
@@ -64,9 +66,18 @@ typedef struct st_upload_job_t {
 } upload_job_t;
 
 /* Gives the slot back; returns the request, which may be answered now (that disposes the job). */
+static void stop_uploading(upload_job_t *job)
+{
+    if (job->uploading) {
+        job->uploading = 0;
+        --job->thread->uploading;
+    }
+}
+
 static h2o_req_t *finish_job(upload_job_t *job)
 {
     h2o_req_t *req = job->req;
+    stop_uploading(job);
     weir_gate_release(job->handler->gate, &job->waiter);
     job->req = NULL;
     return req;
@@ -89,6 +100,7 @@ static void on_job_dispose(void *_job)
      * with it at the store. */
     weir_upload_backend_t *backend = job->handler->backend;
     backend->vt->cancel(backend, &job->op);
+    stop_uploading(job);
     weir_gate_release(job->handler->gate, &job->waiter);
     stop_waiting(job);
 }
@@ -153,6 +165,8 @@ static void start_upload(upload_job_t *job)
 {
     weir_upload_backend_t *backend = job->handler->backend;
     weir_metric_observe(job->handler->shared->wait, uv_hrtime() - job->arrived_ns);
+    job->uploading = 1;
+    ++job->thread->uploading;
     backend->vt->start(backend, &job->op, on_upload_done);
 }
 
@@ -165,6 +179,7 @@ static void on_granted(weir_gate_waiter_t *waiter, int status)
         h2o_req_t *req = job->req;
         weir_upload_backend_t *backend = job->handler->backend;
         backend->vt->cancel(backend, &job->op); /* an s3 PUT in flight is aborted, what it may have stored deleted */
+        stop_uploading(job);
         job->req = NULL;
         weir_respond_unavailable(req, 1, gate_failure(status));
         return;
@@ -285,6 +300,7 @@ static void on_context_init(h2o_handler_t *_self, h2o_context_t *ctx)
     uv_timer_init(ctx->loop, thread->queue_timer);
     thread->queue_timer->data = thread;
     h2o_linklist_init_anchor(&thread->waiting);
+    thread->uploading = 0;
     h2o_context_set_handler_context(ctx, &self->super, thread);
 }
 
@@ -446,4 +462,22 @@ int weir_upload_register(h2o_pathconf_t *pathconf, const weir_upload_settings_t 
     if (!created)
         apply_newest_limits(sg);
     return 0;
+}
+
+int weir_upload_stats(h2o_pathconf_t *pathconf, h2o_context_t *ctx, weir_upload_stats_t *st)
+{
+    for (size_t i = 0; i != pathconf->handlers.size; ++i) {
+        h2o_handler_t *handler = pathconf->handlers.entries[i];
+        if (handler->on_req != on_req)
+            continue;
+        upload_handler_t *self = (void *)handler;
+        upload_thread_t *thread = h2o_context_get_handler_context(ctx, handler);
+        weir_gate_stats(self->gate, &st->gate);
+        st->delays = thread->uploading;
+        st->queued = 0;
+        for (h2o_linklist_t *l = thread->waiting.next; l != &thread->waiting; l = l->next)
+            ++st->queued;
+        return 0;
+    }
+    return -ENOENT;
 }

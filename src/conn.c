@@ -21,9 +21,14 @@ enum {
     GUARD_REJECTED /* a request was rejected: everything the client sends now is dropped */
 };
 
+/* Connections closed for exceeding the reset budget are logged at most this often per worker (with a count). */
+#define RESET_LOG_INTERVAL_MS 5000
+
 /* h2o's HTTP/1 read callback (static in libh2o), learnt from the first HTTP/1 connection. */
 static h2o_socket_cb http1_read_cb;
 static __thread weir_conn_registry_t *current;
+/* The HTTP/2 connection whose input h2o is reading now (frames are decoded inside its read callback), or NULL. */
+static __thread weir_conn_t *reading;
 
 static const char REJECTED_REQUEST[] = "GET " WEIR_CONN_REJECTED_PATH " HTTP/1.1\r\nHost: weir\r\nConnection: close\r\n\r\n";
 
@@ -154,6 +159,7 @@ void weir_conn_registry_init(weir_conn_registry_t *reg, uv_loop_t *loop, uint64_
     memset(reg, 0, sizeof(*reg));
     reg->loop = loop;
     reg->max_body = max_body;
+    reg->reset_budget = WEIR_CONN_DEFAULT_RESET_BUDGET;
     reg->on_closed = on_closed;
     h2o_linklist_init_anchor(&reg->conns);
     h2o_linklist_init_anchor(&reg->busy);
@@ -171,6 +177,11 @@ void weir_conn_registry_dispose(weir_conn_registry_t *reg)
 void weir_conn_registry_set_max_body(weir_conn_registry_t *reg, uint64_t max_body)
 {
     reg->max_body = max_body;
+}
+
+void weir_conn_registry_set_reset_budget(weir_conn_registry_t *reg, uint32_t per_second)
+{
+    reg->reset_budget = per_second;
 }
 
 void weir_conn_registry_set_current(weir_conn_registry_t *reg)
@@ -350,10 +361,49 @@ uv_write_cb weir__conn_write_start(uv_stream_t *stream, uv_write_cb cb)
     return on_write_done;
 }
 
+/* Whether the peer of an HTTP/1 connection has closed or reset it: nothing to read and an end of stream, or an error.
+ * Bytes waiting (a pipelined request) mean it has not. */
+static int peer_gone(weir_conn_t *conn)
+{
+    char c;
+    int fd = h2o_socket_get_fd(conn->sock);
+    if (fd < 0)
+        return 0;
+    ssize_t n = recv(fd, &c, 1, MSG_PEEK | MSG_DONTWAIT);
+    return n == 0 || (n < 0 && errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR);
+}
+
+/*
+ * h2o 2.2.5 does not read an HTTP/1 connection while it handles its request, so it does not see a client that has gone
+ * until it writes the answer: a queued /calc sum would still be computed, an upload would keep its place in the queue
+ * until its turn, and the descriptor would stay open meanwhile. Such a connection (cleartext, h2o not reading it, no
+ * answer being written) whose peer has closed is handed to h2o's own reader with the error a read would have given:
+ * h2o closes it and disposes of its request, whose destructor cancels the work (as a reset does on HTTP/2).
+ */
+static size_t close_gone_http1(weir_conn_registry_t *reg)
+{
+    size_t closed = 0;
+    for (h2o_linklist_t *l = reg->conns.next; l != &reg->conns; l = l->next) {
+        weir_conn_t *conn = H2O_STRUCT_FROM_MEMBER(weir_conn_t, link, l);
+        if (conn->guard_mode != GUARD_HTTP1 || conn->is_http2 || conn->read_cb == NULL || conn->sock->ssl != NULL ||
+            conn->sock->_cb.read != NULL || conn->writing || conn->answers != 0 || conn->gone)
+            continue;
+        if (peer_gone(conn)) {
+            /* the record is freed by libuv's close callback, later: the list stays valid */
+            conn->gone = 1;
+            conn->read_cb(conn->sock, h2o_socket_error_closed);
+            ++closed;
+        }
+    }
+    return closed;
+}
+
 size_t weir_conn_registry_sweep(weir_conn_registry_t *reg, uint64_t write_timeout_ms)
 {
     uint64_t now = uv_now(reg->loop);
     size_t aborted = 0;
+
+    reg->gone_closed += close_gone_http1(reg);
 
     for (h2o_linklist_t *l = reg->busy.next; l != &reg->busy;) {
         weir_conn_t *conn = H2O_STRUCT_FROM_MEMBER(weir_conn_t, busy_link, l);
@@ -473,10 +523,27 @@ static void on_guarded_read(h2o_socket_t *sock, const char *err)
     conn->read_cb(sock, err);
 }
 
+/* h2o's HTTP/2 reader, with the connection marked as the one being read (for weir__conn_http2_reset_received). The
+ * record is freed by libuv's close callback, never inside h2o's read callback. */
+static void on_http2_read(h2o_socket_t *sock, const char *err)
+{
+    weir_conn_t *conn = map_find(current, sock), *prev = reading;
+
+    assert(conn != NULL);
+    reading = conn;
+    conn->read_cb(sock, err);
+    reading = prev;
+}
+
 h2o_socket_cb weir__conn_read_start(h2o_socket_t *sock, h2o_socket_cb cb)
 {
     weir_conn_t *conn = map_find(current, sock);
 
+    if (conn != NULL && cb != NULL && conn->is_http2) {
+        /* HTTP/2 reads only h2o's frames on the connection from now on (its TLS shutdown, if any, reads nothing) */
+        conn->read_cb = cb;
+        return on_http2_read;
+    }
     if (conn == NULL || cb == NULL || (conn->guard_mode != GUARD_HTTP1 && conn->guard_mode != GUARD_REJECTED))
         return cb;
     /* The first read libh2o starts on a connection it has just accepted as HTTP/1 is its request reader (static in
@@ -509,14 +576,71 @@ void weir__conn_http1_accept(h2o_socket_t *sock)
 void weir__conn_http2_accept(h2o_socket_t *sock)
 {
     weir_conn_t *conn = map_find(current, sock);
+    /* libh2o's h2o_http2_accept parses the bytes already read (the rest of the prior-knowledge preface's read) by
+     * calling its reader itself, not through the socket: the connection counts as being read until
+     * weir__conn_http2_accept_end. */
+    reading = conn;
     if (conn != NULL && conn->guard_mode != GUARD_REJECTED) {
         set_protocol(conn, PROTOCOL_HTTP2);
         conn->guard_mode = GUARD_OFF;
+        conn->is_http2 = 1;
         if (conn->held != NULL && conn->held->size != 0) {
             buffer_append(&conn->sock->input, conn->held->bytes, conn->held->size);
             h2o_buffer_consume(&conn->held, conn->held->size);
         }
     }
+}
+
+void weir__conn_http2_accept_end(void)
+{
+    reading = NULL;
+}
+
+/* Logs a connection closed for its resets, at most every RESET_LOG_INTERVAL_MS per worker. */
+static void log_reset_closed(weir_conn_registry_t *reg, uint64_t now, uint32_t count)
+{
+    ++reg->reset_closed;
+    if (reg->reset_log_at != 0 && now - reg->reset_log_at < RESET_LOG_INTERVAL_MS) {
+        ++reg->reset_quiet;
+        return;
+    }
+    weir_warn("closed an HTTP/2 connection that reset %u streams within a second (http2-reset-budget %u; %zu more such "
+              "connection(s) since the last message)",
+              (unsigned)count, (unsigned)reg->reset_budget, reg->reset_quiet);
+    reg->reset_log_at = now;
+    reg->reset_quiet = 0;
+}
+
+int weir__conn_http2_reset_received(void)
+{
+    weir_conn_t *conn = reading;
+    if (conn == NULL)
+        return 0;
+    weir_conn_registry_t *reg = conn->registry;
+    if (conn->reset_refused)
+        return -1;
+    if (reg->reset_budget == 0)
+        return 0;
+    /* Two one-second windows, the previous one weighed by how much of it the sliding second still covers: a constant
+     * amount of state, no timer. The loop's time is that of the current turn: a burst read at once counts at once. */
+    uint64_t now = uv_now(reg->loop);
+    if (conn->resets_cur == 0 && conn->resets_prev == 0)
+        conn->resets_since = now; /* the first reset after a quiet spell starts a window */
+    uint64_t elapsed = now - conn->resets_since;
+    if (elapsed >= 1000) {
+        conn->resets_prev = elapsed >= 2000 ? 0 : conn->resets_cur;
+        conn->resets_cur = 0;
+        conn->resets_since = now - elapsed % 1000;
+        elapsed %= 1000;
+    }
+    if (conn->resets_cur != UINT32_MAX)
+        ++conn->resets_cur;
+    uint64_t estimate = conn->resets_cur + (uint64_t)conn->resets_prev * (1000 - elapsed) / 1000;
+    if (estimate <= reg->reset_budget)
+        return 0;
+    conn->reset_refused = 1;
+    log_reset_closed(reg, now, (uint32_t)estimate);
+    return -1;
 }
 
 int weir_conn_respond_rejected(h2o_req_t *req)

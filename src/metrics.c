@@ -177,6 +177,19 @@ uint64_t *weir__metrics_cell_slow(const weir_metric_t *m, uint32_t slot)
     return chunk + (slot & (WEIR_METRICS_CHUNK_CELLS - 1));
 }
 
+void weir_metrics_thread_prepare(weir_metrics_t *reg)
+{
+    weir__metrics_shard_t *shard = my_shard(reg);
+
+    pthread_mutex_lock(&reg->mutex);
+    uint32_t used = reg->next_slot;
+    pthread_mutex_unlock(&reg->mutex);
+    for (uint32_t c = 0; c <= (used - 1) >> WEIR_METRICS_CHUNK_BITS && c != WEIR_METRICS_MAX_CHUNKS; ++c) {
+        if (shard->chunks[c] == NULL)
+            __atomic_store_n(&shard->chunks[c], weir_calloc(WEIR_METRICS_CHUNK_CELLS, sizeof(uint64_t)), __ATOMIC_RELEASE);
+    }
+}
+
 weir_metrics_t *weir_metrics_create(void)
 {
     weir_metrics_t *reg = weir_calloc(1, sizeof(*reg));
@@ -528,6 +541,10 @@ int weir_metrics_remove_callback(weir_metric_t *m, weir_metrics_read_cb fn, void
             if (s->family->type == WEIR_METRICS_COUNTER)
                 s->retired += fn(data);
             *cb = s->callbacks[--s->num_callbacks];
+            if (s->num_callbacks == 0) {
+                free(s->callbacks);
+                s->callbacks = NULL;
+            }
         }
         ret = 0;
         break;

@@ -397,6 +397,7 @@ static worker_gen_t *worker_gen_create(worker_t *worker, generation_t *gen)
     wg->worker = worker;
     wg->gen = gen;
     h2o_context_init(&wg->ctx, &worker->loop, &gen->globalconf);
+    weir_metrics_thread_prepare(weir_metrics_default());
     wg->accept_ctxs = weir_calloc(gen->conf.num_listeners, sizeof(*wg->accept_ctxs));
     for (size_t i = 0; i != gen->conf.num_listeners; ++i) {
         wg->accept_ctxs[i].ctx = &wg->ctx;
@@ -539,6 +540,7 @@ static void switch_generation(worker_t *worker, generation_t *gen)
     worker_gen_t *wg = worker_gen_create(worker, gen), *prev = worker->cur;
 
     weir_conn_registry_set_max_body(&worker->conns, gen->conf.limit_request_body);
+    weir_conn_registry_set_reset_budget(&worker->conns, gen->conf.http2_reset_budget);
     pthread_mutex_lock(&server->mutex);
     size_t num_slots = server->num_slots;
     if (num_slots > worker->num_listeners) {

@@ -4,6 +4,7 @@
 #include <strings.h>
 #include <unistd.h>
 #include "weir/common.h"
+#include "weir/conn.h"
 #include "weir/server.h"
 #include "weir/tls.h"
 
@@ -22,6 +23,7 @@ void weir_server_conf_init(weir_server_conf_t *conf)
     conf->http2_idle_timeout_ms = WEIR_DEFAULT_TIMEOUT_MS;
     conf->write_timeout_ms = WEIR_DEFAULT_WRITE_TIMEOUT_MS;
     conf->limit_response_memory = WEIR_DEFAULT_LIMIT_RESPONSE_MEMORY;
+    conf->http2_reset_budget = WEIR_CONN_DEFAULT_RESET_BUDGET;
 }
 
 size_t weir_server_default_max_connections(const weir_server_conf_t *conf, uint64_t nofile)
@@ -325,6 +327,9 @@ int weir_server_conf_parse(weir_server_conf_t *conf, const weir_conf_node_t *roo
         } else if (strcmp(key, "max-connections") == 0) {
             if (weir_conf_to_int64(value, 1, WEIR_MAX_CONNECTIONS, &v, errs) == 0)
                 conf->max_connections = (uint64_t)v;
+        } else if (strcmp(key, "http2-reset-budget") == 0) {
+            if (weir_conf_to_int64(value, 0, 1000000, &v, errs) == 0)
+                conf->http2_reset_budget = (uint32_t)v;
         } else if (strcmp(key, "control-socket") == 0) {
             char *path;
             if (weir_conf_to_path(value, 0, &path, errs) == 0) {

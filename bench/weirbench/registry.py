@@ -3,7 +3,8 @@ list: a new experiment is one module and one line here (see bench/README.md)."""
 
 import copy
 
-from . import exp1_upload, exp3_calc, exp4_scale, exp5_ceiling, exp6_isolation, exp7_redis, exp8_metrics, exp9_s3
+from . import exp1_upload, exp3_calc, exp4_scale, exp5_ceiling, exp6_isolation, exp7_redis, exp8_metrics, exp9_s3, \
+    exp10_cluster
 from .common import RUN_PARAMS
 
 EXPERIMENTS = (
@@ -15,6 +16,7 @@ EXPERIMENTS = (
     exp7_redis.EXPERIMENT,
     exp8_metrics.EXPERIMENT,
     exp9_s3.EXPERIMENT,
+    exp10_cluster.EXPERIMENT,
 )
 
 _names = [e.name for e in EXPERIMENTS]

@@ -165,9 +165,17 @@ class Server:
         return False
 
 
-def weir_conf(threads=1, upload=None, calc=True, cache=None, metrics=False, upload_s3=None):
+# /upload's waiting room: the experiments send 1000 and more uploads at once to 5 slots of 150 ms (30 s and more of
+# queue), which weir's defaults (1000 waiting, 30 s) would answer 503 at the tail. Room for 20,000 waiting for 120 s.
+UPLOAD_MAX_QUEUE = 20000
+UPLOAD_QUEUE_TIMEOUT_MS = 120000
+
+
+def weir_conf(threads=1, upload=None, calc=True, cache=None, upload_gate=None, metrics=False, upload_s3=None):
     """weir's YAML: listen on 127.0.0.1 port 0, `threads` worker threads; upload=(concurrency, delay-min, delay-max)
-    adds /upload, calc adds /calc (n = 1,000,000), cache=("memory",) or ("redis", port) adds /cache, metrics adds
+    adds /upload (waiting room UPLOAD_MAX_QUEUE, UPLOAD_QUEUE_TIMEOUT_MS), calc adds /calc (n = 1,000,000),
+    cache=("memory",) or ("redis", port) adds /cache; upload_gate=("redis", port, name) shares /upload's slots through
+    that Redis under that name (upload.gate: redis, the other upload.redis keys at their defaults); metrics adds
     /metrics (status.metrics, which makes every path count its requests), /livez and /readyz; upload_s3=(endpoint,
     secret file) makes /upload's backend s3, storing into S3_BUCKET with the store's own account."""
     lines = ["listen:", "  port: 0", "  host: 127.0.0.1", "num-threads: %d" % threads, "limit-request-body: 1048576",
@@ -175,7 +183,12 @@ def weir_conf(threads=1, upload=None, calc=True, cache=None, metrics=False, uplo
     if upload is not None:
         conc, dmin, dmax = upload
         lines += ["      /upload:", "        upload.concurrency: %d" % conc, "        upload.delay-min: %d" % dmin,
-                  "        upload.delay-max: %d" % dmax]
+                  "        upload.delay-max: %d" % dmax, "        upload.max-queue: %d" % UPLOAD_MAX_QUEUE,
+                  "        upload.queue-timeout: %d" % UPLOAD_QUEUE_TIMEOUT_MS]
+        if upload_gate is not None:
+            lines += ["        upload.gate: %s" % upload_gate[0],
+                      "        upload.redis.url: redis://127.0.0.1:%d/0" % upload_gate[1],
+                      "        upload.redis.name: %s" % upload_gate[2]]
         if upload_s3 is not None:
             lines += ["        upload.backend: s3", "        upload.s3.endpoint: %s" % upload_s3[0],
                       "        upload.s3.bucket: %s" % S3_BUCKET, "        upload.s3.key-prefix: uploads/",

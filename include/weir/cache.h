@@ -152,6 +152,16 @@ typedef struct st_weir_cache_backend_vtable_t {
     void (*destroy)(void *data);
 } weir_cache_backend_vtable_t;
 
+/**
+ * As weir_cache_register, with a backend made by the caller instead of one chosen by @p s->backend (whose other
+ * backend settings are ignored; max_key_size and max_value_size apply): the handler takes @p data, and calls
+ * vt->destroy(data) when it is disposed (also when this fails). For tests, which drive the handler with a backend
+ * of their own (one that completes its calls when the test says): the settings can name no such backend.
+ * @return 0, or -EINVAL for inconsistent sizes (logged).
+ */
+int weir_cache_register_backend(h2o_pathconf_t *pathconf, const weir_cache_settings_t *s, const weir_cache_backend_vtable_t *vt,
+                                void *data);
+
 /* ---- memory backend (handlers/cache_memory.c) ------------------------------------------------------------------ */
 
 /** A thread-safe in-memory store: hash shards, each with its own mutex, LRU list, byte budget and expiry heap. */

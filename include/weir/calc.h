@@ -9,6 +9,7 @@
 #include <stdint.h>
 #include <h2o.h>
 #include "weir/module.h"
+#include "weir/workpool.h"
 
 /** Largest n allowed: every square i*i (i < n) fits in 64 bits, and the sum (about n^3/3) in 128. */
 #define WEIR_CALC_N_LIMIT UINT64_C(4294967296)
@@ -43,6 +44,13 @@ unsigned __int128 weir_calc_sum_squares(uint64_t n, const int *cancel);
 
 /** Prints @p v in decimal into @p buf (at least 40 bytes), NUL-terminated. @return the length. */
 size_t weir_u128_to_str(unsigned __int128 v, char *buf);
+
+/**
+ * The work pool inbox of the calc handler registered on @p pathconf, for context @p ctx: its outstanding count
+ * (weir_workpool_inbox_outstanding) is the work of that context not yet come back. For tests. @return the inbox, or
+ * NULL when @p pathconf has no calc handler or the context has no inbox.
+ */
+weir_workpool_inbox_t *weir_calc_inbox(h2o_pathconf_t *pathconf, h2o_context_t *ctx);
 
 /** The module table entry (handlers/calc_conf.c). */
 extern const weir_module_t weir_calc_module;

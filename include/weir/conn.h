@@ -16,6 +16,11 @@
  * - Writes: weir's uv_write (src/uv_write_fix.c) tells the record when a write completes; answers started and not yet
  *   delivered are counted per connection (weir_conn_answer_started), so that weir_conn_registry_sweep can close a
  *   connection whose client reads nothing for the write timeout, which h2o 2.2.5 does not have.
+ * - HTTP/2 reset budget (CVE-2023-44487, "Rapid Reset", which libh2o 2.2.5 does not mitigate): h2o's reads of an HTTP/2
+ *   connection go through weir's callback, which marks the connection being read; libh2o decodes every RST_STREAM
+ *   frame through its PLT (src/h2o_hooks.c), and weir counts the frames of the connection over a sliding second. A
+ *   client that resets more streams per second than the registry's budget gets its RST_STREAM refused as a connection
+ *   error: h2o sends GOAWAY (ENHANCE_YOUR_CALM) and closes the connection, stopping at that frame.
  *
  * Everything here runs on the worker's loop thread; a registry belongs to one loop.
  */
@@ -26,6 +31,9 @@
 #include <stdint.h>
 #include <h2o.h>
 #include "weir/http1_guard.h"
+
+/** The default of http2-reset-budget: RST_STREAM frames per second one HTTP/2 connection may send. */
+#define WEIR_CONN_DEFAULT_RESET_BUDGET 200
 
 /** The path of the request that stands for a rejected one (only ever answered on a connection that the guard rejected). */
 #define WEIR_CONN_REJECTED_PATH "/.weir/rejected"
@@ -61,6 +69,13 @@ struct st_weir_conn_t {
     unsigned answers;         /* answers started and not yet delivered (their requests not disposed) */
     int writing;
     int protocol; /* what it is counted as in the connection metrics: not known yet, HTTP/1, HTTP/2 */
+    int gone; /* HTTP/1: the peer left while h2o was handling its request; handed to h2o to be closed */
+    /* HTTP/2: RST_STREAM frames from the client, counted in one-second windows */
+    int is_http2;
+    int reset_refused;     /* the budget was exceeded: the connection is being closed */
+    uint64_t resets_since; /* loop time at which the current window began */
+    uint32_t resets_prev;  /* frames of the previous window */
+    uint32_t resets_cur;   /* frames of the current window */
 };
 
 /** The connections of one worker thread. Fields are private unless noted. */
@@ -68,8 +83,14 @@ struct st_weir_conn_registry_t {
     uv_loop_t *loop;
     h2o_linklist_t conns;
     h2o_linklist_t busy;
-    size_t num_conns;  /**< read-only: open connections */
-    uint64_t max_body; /**< limit-request-body, for the guards of new connections */
+    size_t num_conns;      /**< read-only: open connections */
+    uint64_t max_body;     /**< limit-request-body, for the guards of new connections */
+    uint32_t reset_budget; /**< http2-reset-budget: RST_STREAM frames per second allowed per connection (0: no limit) */
+    uint64_t reset_log_at; /* loop time of the last message about a connection closed for its resets */
+    size_t reset_quiet;    /* such connections not logged since */
+    size_t reset_closed;   /**< read-only: connections closed for exceeding the reset budget, since the start */
+    size_t gone_closed;    /**< read-only: HTTP/1 connections closed by weir_conn_registry_sweep because their client
+                                left while its request was being handled */
     weir_conn_closed_cb on_closed;
     struct {
         weir_conn_t **slots;
@@ -86,6 +107,13 @@ void weir_conn_registry_dispose(weir_conn_registry_t *reg);
 
 /** The body limit of the guards of connections opened from now on (a reload may change limit-request-body). */
 void weir_conn_registry_set_max_body(weir_conn_registry_t *reg, uint64_t max_body);
+
+/**
+ * The HTTP/2 reset budget of @p reg's connections (from now on, also those open): a connection whose client sends
+ * more than @p per_second RST_STREAM frames within a sliding second is closed with GOAWAY (ENHANCE_YOUR_CALM).
+ * 0 sets no limit. The registry starts with WEIR_CONN_DEFAULT_RESET_BUDGET.
+ */
+void weir_conn_registry_set_reset_budget(weir_conn_registry_t *reg, uint32_t per_second);
 
 /**
  * Makes @p reg the registry of the calling thread, which libh2o's hooks consult (NULL: none; connections of no
@@ -129,7 +157,10 @@ void weir_conn_answer_started(h2o_req_t *req);
 
 /**
  * Aborts the connections that are busy (answers started, or a write in flight) and have made no progress for
- * @p write_timeout_ms of loop time. @return how many were aborted.
+ * @p write_timeout_ms of loop time. Also closes the cleartext HTTP/1 connections whose client has closed or reset
+ * them while h2o handles their request (h2o 2.2.5 reads nothing then, and would only notice when it answers), so that
+ * the request is disposed of and its work cancelled (counted in gone_closed). Call about once a second.
+ * @return how many were aborted for the write timeout.
  */
 size_t weir_conn_registry_sweep(weir_conn_registry_t *reg, uint64_t write_timeout_ms);
 
@@ -139,8 +170,19 @@ size_t weir_conn_registry_sweep(weir_conn_registry_t *reg, uint64_t write_timeou
 h2o_socket_cb weir__conn_read_start(h2o_socket_t *sock, h2o_socket_cb cb);
 /** Called by the h2o_http1_accept override, before libh2o's. */
 void weir__conn_http1_accept(h2o_socket_t *sock);
-/** Called by the h2o_http2_accept and h2o_http2_handle_upgrade overrides, before libh2o's. */
+/**
+ * Called by the h2o_http2_accept and h2o_http2_handle_upgrade overrides, before libh2o's; the connection counts as the
+ * one being read until weir__conn_http2_accept_end, which they call after libh2o's.
+ */
 void weir__conn_http2_accept(h2o_socket_t *sock);
+/** See weir__conn_http2_accept. */
+void weir__conn_http2_accept_end(void);
+/**
+ * Called by the h2o_http2_decode_rst_stream_payload override for every RST_STREAM frame libh2o has decoded, while it
+ * reads a connection. @return 0 to let h2o reset the stream, -1 when the connection has exceeded its reset budget (the
+ * override then fails the frame with ENHANCE_YOUR_CALM, and h2o closes the connection).
+ */
+int weir__conn_http2_reset_received(void);
 /** Called by the uv_write override: @return the callback to give libuv (@p cb, or weir's in front). */
 uv_write_cb weir__conn_write_start(uv_stream_t *stream, uv_write_cb cb);
 

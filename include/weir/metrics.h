@@ -162,6 +162,13 @@ int weir_metrics_remove_callback(weir_metric_t *m, weir_metrics_read_cb fn, void
 
 /* ---- counting (any thread; no lock once the thread has its shard and the cell's chunk) ------------------------- */
 
+/**
+ * Gives the calling thread its cells of every series of @p reg registered so far, so that counting into them later
+ * allocates nothing: worker threads call it when a configuration (and its series) starts on their loop, which keeps
+ * allocations off the request path.
+ */
+void weir_metrics_thread_prepare(weir_metrics_t *reg);
+
 /** The calling thread's cell at @p offset of @p m (private). */
 static inline uint64_t *weir__metrics_cell(const weir_metric_t *m, uint32_t offset)
 {

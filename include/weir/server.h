@@ -51,6 +51,9 @@ typedef struct st_weir_server_conf_t {
     uint64_t max_connections;              /**< `max-connections` (per process); 0: derived from the descriptor limit */
     uint64_t limit_response_memory;        /**< `limit-response-memory`: bytes of large answers (16 KiB and more) that
                                                 may wait for their readers at once; beyond, 503; default 256 MiB */
+    uint32_t http2_reset_budget;           /**< `http2-reset-budget`: RST_STREAM frames per second one HTTP/2 connection
+                                                may send before it is closed (0: no limit); default
+                                                WEIR_CONN_DEFAULT_RESET_BUDGET */
     char *control_socket;                  /**< `control-socket`: unix socket for `weir -s reload`; NULL: none */
     weir_host_conf_t *hosts;
     size_t num_hosts;

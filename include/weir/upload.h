@@ -128,6 +128,20 @@ int weir_upload_register(h2o_pathconf_t *pathconf, const weir_upload_settings_t 
  */
 uint32_t weir_upload_draw_delay(uint64_t *state, uint32_t min, uint32_t max);
 
+/** What an upload handler holds, as one worker context sees it. */
+typedef struct st_weir_upload_stats_t {
+    weir_gate_stats_t gate; /**< the gate's counters (the whole process) */
+    size_t queued;          /**< uploads of the context waiting for a slot */
+    size_t delays;          /**< uploads of the context holding a slot, in their backend (the delay: on its timing wheel) */
+} weir_upload_stats_t;
+
+/**
+ * Fills @p st for the upload handler registered on @p pathconf, as seen from context @p ctx (call on ctx's loop thread).
+ * For tests, which check that requests that went away gave everything back. @return 0, or -ENOENT when @p pathconf has
+ * no upload handler.
+ */
+int weir_upload_stats(h2o_pathconf_t *pathconf, h2o_context_t *ctx, weir_upload_stats_t *st);
+
 /** Frees the strings of @p s (the secret is wiped first) and leaves it empty. */
 void weir_upload_s3_settings_dispose(weir_upload_s3_settings_t *s);
 

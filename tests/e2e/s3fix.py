@@ -246,15 +246,19 @@ class Relay:
                 continue
             # Every connection weir closed is closed here before any new request is counted: weir closes an aborted
             # PUT's connection before it starts the next PUT, and both may be seen in the same round.
+            # A connection's unread bytes are read to their end, so that an EOF behind them is seen in this round.
             readable = set(readable)
-            arrived = []
+            arrived, closed = [], []
             for c in list(self.conns):
                 if c.down in readable:
-                    data = self._read_down(c)
-                    if data:
-                        arrived.append((c, data))
+                    data, eof = self._read_down(c)
+                    (closed if eof else arrived).append((c, data))
+            for c, data in closed:
+                if data:
+                    self._from_down(c, data)
+                self._close(c)
             for c, data in arrived:
-                if c in self.conns:
+                if c in self.conns and data:
                     self._from_down(c, data)
             for c in list(self.conns):
                 if c.up is not None and c.up in readable and c in self.conns:
@@ -295,15 +299,18 @@ class Relay:
                     pass
 
     def _read_down(self, c):
-        """What weir sent, or None after closing the connection that weir closed."""
-        try:
-            data = c.down.recv(262144)
-        except OSError:
-            data = b""
-        if not data:
-            self._close(c)
-            return None
-        return data
+        """(what weir sent, whether it closed the connection after it): everything it has sent so far."""
+        chunks = []
+        while True:
+            try:
+                chunk = c.down.recv(262144, socket.MSG_DONTWAIT)
+            except BlockingIOError:
+                return b"".join(chunks), False
+            except OSError:
+                return b"".join(chunks), True
+            if not chunk:
+                return b"".join(chunks), True
+            chunks.append(chunk)
 
     def _from_down(self, c, data):
         c.req_buf += data

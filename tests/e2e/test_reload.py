@@ -282,7 +282,7 @@ class TestReload(unittest.TestCase):
             time.sleep(0.5)
             self.assertLessEqual(w.fd_count(), fds0)
             self.assertLess(w.rss_mib() - rss0, 20 if not wt.SANITIZED else 200)
-            self.assertIn("serving configuration 102", w.stderr())
+            self.assertTrue(wt.wait_until(lambda: "serving configuration 102" in w.stderr(), 5), w.stderr())
 
 
 class TestCommandLine(unittest.TestCase):

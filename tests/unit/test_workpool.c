@@ -96,7 +96,7 @@ static void test_order_and_delivery(void **state)
     test_work_t w[N];
     memset(w, 0, sizeof(w));
     reset();
-    uv_loop_init(&loop);
+    assert_int_equal(uv_loop_init(&loop), 0);
     weir_workpool_t *pool = weir_workpool_create(1, 7);
     weir_workpool_inbox_t *inbox = weir_workpool_inbox_create(pool, &loop);
 
@@ -125,7 +125,7 @@ static void test_cancel(void **state)
     test_work_t w[4];
     memset(w, 0, sizeof(w));
     reset();
-    uv_loop_init(&loop);
+    assert_int_equal(uv_loop_init(&loop), 0);
     weir_workpool_t *pool = weir_workpool_create(1, 0);
     weir_workpool_inbox_t *inbox = weir_workpool_inbox_create(pool, &loop);
 
@@ -167,7 +167,7 @@ static void test_destroy_inbox_with_work_outstanding(void **state)
     test_work_t w[3];
     memset(w, 0, sizeof(w));
     reset();
-    uv_loop_init(&loop);
+    assert_int_equal(uv_loop_init(&loop), 0);
     weir_workpool_t *pool = weir_workpool_create(1, 0);
     weir_workpool_inbox_t *inbox = weir_workpool_inbox_create(pool, &loop);
 
@@ -188,13 +188,15 @@ typedef struct st_loop_thread_t {
     pthread_t tid;
     test_work_t *w;
     size_t n;
+    int init_result, close_result; /* of uv_loop_init and uv_loop_close, asserted by the test's own thread */
 } loop_thread_t;
 
 static void *loop_main(void *_lt)
 {
     loop_thread_t *lt = _lt;
     uv_loop_t loop;
-    uv_loop_init(&loop);
+    if ((lt->init_result = uv_loop_init(&loop)) != 0)
+        return NULL;
     weir_workpool_inbox_t *inbox = weir_workpool_inbox_create(lt->pool, &loop);
     for (size_t i = 0; i < lt->n; ++i) {
         weir_workpool_submit(inbox, &lt->w[i].work, on_run, on_done);
@@ -204,7 +206,7 @@ static void *loop_main(void *_lt)
     uv_run(&loop, UV_RUN_DEFAULT);
     weir_workpool_inbox_destroy(inbox);
     uv_run(&loop, UV_RUN_DEFAULT);
-    uv_loop_close(&loop);
+    lt->close_result = uv_loop_close(&loop);
     return NULL;
 }
 
@@ -217,11 +219,14 @@ static void test_loops_share_a_pool(void **state)
     for (int l = 0; l < LOOPS; ++l) {
         lt[l].pool = pool;
         lt[l].n = N;
+        lt[l].init_result = lt[l].close_result = -1;
         lt[l].w = calloc(N, sizeof(test_work_t));
         assert_int_equal(pthread_create(&lt[l].tid, NULL, loop_main, &lt[l]), 0);
     }
     for (int l = 0; l < LOOPS; ++l) {
         pthread_join(lt[l].tid, NULL);
+        assert_int_equal(lt[l].init_result, 0);
+        assert_int_equal(lt[l].close_result, 0);
         for (size_t i = 0; i < N; ++i) {
             assert_int_equal(lt[l].w[i].ran, 1);
             assert_int_equal(lt[l].w[i].done, 1);

@@ -88,6 +88,10 @@ class Weir:
                 sys.stderr.write("weir: " + line + "\n")
 
     def stderr(self):
+        """What weir has written to stderr so far, as read by a thread of ours: a line weir has just written may not
+        be here yet while it runs (wait_until it is); once weir has exited, everything it wrote is."""
+        if self.proc is not None and self.proc.poll() is not None and self._reader is not None:
+            self._reader.join(5)
         with self._lock:
             return "\n".join(self.stderr_lines)
 
