@@ -4,18 +4,18 @@
  *
  * An upload's way:
  * - prepare (before the gate): the image is found (multipart field "image", or the raw body) and its SHA-256, which
- *   SigV4 signs, is started: on the loop for small images, on the backend's hashing threads for larger ones (5 MiB
- *   take about 2.5 ms with SHA extensions and 10 ms without: time the loop would not serve anyone else). Hashing runs
- *   while the upload waits for its slot.
+ *   SigV4 signs, is computed while the upload waits for its slot: at once for images up to HASH_ON_LOOP_MAX, else in
+ *   slices of HASH_SLICE bytes, one per turn of the loop (a uv_idle handle per thread), so that the loop serves other
+ *   events between two slices (5 MiB take 2.5 ms of SHA-256 with SHA extensions, 10 ms without, in 40 slices).
  * - start (the slot is held): once the hash is known, a random key, the signature, the PUT. The body is not copied:
  *   libcurl reads it from the request's own buffer, which lives as long as the request, and the PUT is cancelled in the
- *   request's destructor, before that buffer goes.
+ *   request's destructor.
  * - the PUT's end: the answer (200 with the key, 502 with the store's error code, 503 unreachable, 504 timed out).
  *
- * Cancelling: upload.c's job destructor calls cancel, whatever the state. A hash in progress on a pool thread reads the
- * body in blocks of HASH_BLOCK bytes, each under the hash job's mutex, and looks at a cancel flag before each block:
- * cancel takes that mutex to set the flag, so when it returns the thread no longer reads the body (the loop waits at
- * most one block, tens of microseconds). The job itself is freed by its done callback on the loop.
+ * Why not hash on a thread pool: libh2o 2.2.5 frees an HTTP/2 request's body buffer (stream->_req_body) before it
+ * disposes of the request (h2o_http2_stream_close), so no destructor on the request's pool could stop a thread still
+ * reading it (that crashed), and h2o has no hook that runs before. Only the loop's thread may read the body, so the
+ * hash runs there, in slices; a copy for a thread would cost the body's size again per upload.
  *
  * HTTP/1 clients: h2o does not read a connection while its request is handled, so a client that leaves during its PUT
  * is noticed by looking at its socket (weir_http1_peer_gone) every WATCH_INTERVAL_MS, one timer per thread for every
@@ -27,7 +27,6 @@
  */
 #include <errno.h>
 #include <inttypes.h>
-#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -43,12 +42,11 @@
 #include "weir/sigv4.h"
 #include "weir/upload.h"
 #include "weir/upload_backend.h"
-#include "weir/workpool.h"
 
 /* Images smaller than this are hashed on the loop (a few tens of microseconds); larger ones on the hashing threads. */
-#define HASH_ON_LOOP_MAX (64 * 1024)
-#define HASH_BLOCK (64 * 1024)
-#define HASH_THREADS 2
+/* Images up to this size are hashed at once (tens of microseconds); larger ones a slice per turn of the loop. */
+#define HASH_ON_LOOP_MAX (128 * 1024)
+#define HASH_SLICE (128 * 1024)
 #define WATCH_INTERVAL_MS 200
 #define DELETE_DELAY_MS 1000
 /* The most bytes of a store's error document kept (S3's are a few hundred). */
@@ -63,7 +61,6 @@ typedef struct st_s3_backend_t {
     char *base_url;                 /* "http://host:port" */
     char *host;                     /* "host:port": the Host header, signed */
     weir_sigv4_credentials_t creds; /* pointing into s */
-    weir_workpool_t *hash_pool;
     unsigned max_connections;
 } s3_backend_t;
 
@@ -72,7 +69,8 @@ typedef struct st_s3_thread_t {
     s3_backend_t *backend;
     uv_loop_t *loop;
     weir_http_client_t *client;
-    weir_workpool_inbox_t *hash_inbox;
+    uv_idle_t *hash_idle;     /* runs while hashing is not empty; freed in its close callback */
+    h2o_linklist_t hashing;   /* s3_op_t whose hash is being computed, in arrival order */
     h2o_linklist_t active;    /* s3_op_t being hashed or PUT */
     h2o_linklist_t watched;   /* s3_op_t of HTTP/1 requests whose PUT is in flight */
     uv_timer_t *watch_timer;  /* runs while watched is not empty; freed in its close callback */
@@ -90,8 +88,6 @@ typedef enum en_s3_state_t {
     S3_DONE,
 } s3_state_t;
 
-typedef struct st_hash_job_t hash_job_t;
-
 typedef struct st_s3_op_t {
     weir_upload_op_t *op;
     s3_thread_t *thread;
@@ -101,23 +97,14 @@ typedef struct st_s3_op_t {
     const char *content_type; /* NUL-terminated, on the request's pool */
     char hash[WEIR_SIGV4_HEX_LEN + 1];
     int hash_error;
-    hash_job_t *hash_job;
+    EVP_MD_CTX *hash_ctx; /* while hashing */
+    size_t hashed;        /* bytes of the body hashed so far */
+    h2o_linklist_t hashing_link;
     weir_http_request_t *http;
     const char *key; /* NUL-terminated, on the request's pool */
     h2o_linklist_t active;
     h2o_linklist_t watched;
 } s3_op_t;
-
-struct st_hash_job_t {
-    weir_work_t work;
-    pthread_mutex_t mutex; /* held by the pool thread while it reads a block of the body */
-    int cancelled;         /* under mutex */
-    const char *body;
-    size_t len;
-    char hex[WEIR_SIGV4_HEX_LEN + 1];
-    int ret;
-    s3_op_t *op; /* NULL once cancelled (loop thread only) */
-};
 
 typedef struct st_pending_delete_t {
     h2o_linklist_t link;
@@ -247,71 +234,58 @@ static int find_image_or_respond(h2o_req_t *req, h2o_iovec_t *body, h2o_iovec_t 
 
 /* ---- hashing ----------------------------------------------------------------------------------------------------- */
 
-static int sha256_hex(const char *data, size_t len, pthread_mutex_t *mutex, const int *cancelled, char *hex)
+static int sha256_hex(const char *data, size_t len, char *hex)
 {
     unsigned char digest[32];
     unsigned int digest_len = 0;
     int ret = -EIO;
     EVP_MD_CTX *ctx = EVP_MD_CTX_new();
 
-    if (ctx == NULL || EVP_DigestInit_ex(ctx, EVP_sha256(), NULL) != 1)
-        goto Exit;
-    for (size_t off = 0; off < len;) {
-        size_t n = len - off < HASH_BLOCK ? len - off : HASH_BLOCK;
-        int ok = 1;
-        if (mutex != NULL) {
-            pthread_mutex_lock(mutex);
-            if (*cancelled) {
-                pthread_mutex_unlock(mutex);
-                ret = -ECANCELED;
-                goto Exit;
-            }
-        }
-        ok = EVP_DigestUpdate(ctx, data + off, n) == 1;
-        if (mutex != NULL)
-            pthread_mutex_unlock(mutex);
-        if (!ok)
-            goto Exit;
-        off += n;
+    if (ctx != NULL && EVP_DigestInit_ex(ctx, EVP_sha256(), NULL) == 1 && EVP_DigestUpdate(ctx, data, len) == 1 &&
+        EVP_DigestFinal_ex(ctx, digest, &digest_len) == 1 && digest_len == sizeof(digest)) {
+        to_hex(digest, sizeof(digest), hex);
+        ret = 0;
     }
-    if (EVP_DigestFinal_ex(ctx, digest, &digest_len) != 1 || digest_len != sizeof(digest))
-        goto Exit;
-    to_hex(digest, sizeof(digest), hex);
-    ret = 0;
-Exit:
     EVP_MD_CTX_free(ctx);
     return ret;
 }
 
-static void on_hash_work(weir_work_t *work)
-{
-    hash_job_t *job = (hash_job_t *)work;
-    job->ret = sha256_hex(job->body, job->len, &job->mutex, &job->cancelled, job->hex);
-}
-
-static void free_hash_job(hash_job_t *job)
-{
-    pthread_mutex_destroy(&job->mutex);
-    free(job);
-}
-
 static void start_put(s3_op_t *o);
 
-static void on_hash_done(weir_work_t *work)
+static void stop_hashing(s3_op_t *o)
 {
-    hash_job_t *job = (hash_job_t *)work;
-    s3_op_t *o = job->op;
-
-    if (o != NULL) {
-        o->hash_job = NULL;
-        if (job->ret == 0)
-            memcpy(o->hash, job->hex, sizeof(o->hash));
-        else
-            o->hash_error = 1;
+    EVP_MD_CTX_free(o->hash_ctx);
+    o->hash_ctx = NULL;
+    if (h2o_linklist_is_linked(&o->hashing_link)) {
+        h2o_linklist_unlink(&o->hashing_link);
+        if (h2o_linklist_is_empty(&o->thread->hashing))
+            uv_idle_stop(o->thread->hash_idle);
     }
-    free_hash_job(job);
-    if (o == NULL)
+}
+
+/* One slice of the oldest hash in progress, once per turn of the loop. */
+static void on_hash_idle(uv_idle_t *idle)
+{
+    s3_thread_t *thread = idle->data;
+    unsigned char digest[32];
+    unsigned int digest_len = 0;
+
+    if (h2o_linklist_is_empty(&thread->hashing)) {
+        uv_idle_stop(idle);
         return;
+    }
+    s3_op_t *o = H2O_STRUCT_FROM_MEMBER(s3_op_t, hashing_link, thread->hashing.next);
+    size_t n = o->body.len - o->hashed < HASH_SLICE ? o->body.len - o->hashed : HASH_SLICE;
+    if (EVP_DigestUpdate(o->hash_ctx, o->body.base + o->hashed, n) != 1) {
+        o->hash_error = 1;
+    } else if ((o->hashed += n) != o->body.len) {
+        return;
+    } else if (EVP_DigestFinal_ex(o->hash_ctx, digest, &digest_len) != 1 || digest_len != sizeof(digest)) {
+        o->hash_error = 1;
+    } else {
+        to_hex(digest, sizeof(digest), o->hash);
+    }
+    stop_hashing(o);
     if (o->state == S3_HASHING_GRANTED) {
         start_put(o);
     } else {
@@ -320,22 +294,20 @@ static void on_hash_done(weir_work_t *work)
     }
 }
 
-/* Stops the hash of @p o: when this returns, no pool thread reads the body any more. */
-static void cancel_hash(s3_op_t *o)
+/* Starts the sliced hash of @p o's body; @return 0, or -1 when OpenSSL cannot (then it is hashed at once). */
+static int start_hashing(s3_op_t *o)
 {
-    hash_job_t *job = o->hash_job;
+    s3_thread_t *thread = o->thread;
 
-    o->hash_job = NULL;
-    if (job == NULL)
-        return;
-    if (weir_workpool_cancel(&job->work)) {
-        free_hash_job(job);
-        return;
+    if ((o->hash_ctx = EVP_MD_CTX_new()) == NULL || EVP_DigestInit_ex(o->hash_ctx, EVP_sha256(), NULL) != 1) {
+        EVP_MD_CTX_free(o->hash_ctx);
+        o->hash_ctx = NULL;
+        return -1;
     }
-    pthread_mutex_lock(&job->mutex);
-    job->cancelled = 1;
-    pthread_mutex_unlock(&job->mutex);
-    job->op = NULL; /* on_hash_done frees it */
+    if (h2o_linklist_is_empty(&thread->hashing))
+        uv_idle_start(thread->hash_idle, on_hash_idle);
+    h2o_linklist_insert(&thread->hashing, &o->hashing_link);
+    return 0;
 }
 
 /* ---- deleting what a failed PUT may have stored ------------------------------------------------------------------- */
@@ -655,9 +627,8 @@ static void on_watch_timer(uv_timer_t *timer)
 
 /* ---- the vtable -------------------------------------------------------------------------------------------------- */
 
-static int prepare(weir_upload_backend_t *_self, weir_upload_op_t *op)
+static int prepare(weir_upload_backend_t *self, weir_upload_op_t *op)
 {
-    s3_backend_t *self = (void *)_self;
     s3_thread_t *thread = (s3_thread_t *)op->thread;
     h2o_req_t *req = op->req;
     h2o_iovec_t body, ct;
@@ -669,22 +640,12 @@ static int prepare(weir_upload_backend_t *_self, weir_upload_op_t *op)
     o->content_type = h2o_strdup(&req->pool, ct.base, ct.len).base;
     op->data = o;
 
-    if (body.len > HASH_ON_LOOP_MAX && thread->hash_inbox != NULL) {
-        hash_job_t *job = weir_calloc(1, sizeof(*job));
-        pthread_mutex_init(&job->mutex, NULL);
-        job->body = body.base;
-        job->len = body.len;
-        job->op = o;
-        if (weir_workpool_submit(thread->hash_inbox, &job->work, on_hash_work, on_hash_done) == 0) {
-            o->hash_job = job;
-            o->state = S3_HASHING;
-            h2o_linklist_insert(&thread->active, &o->active);
-            return 0;
-        }
-        free_hash_job(job);
+    if (body.len > HASH_ON_LOOP_MAX && start_hashing(o) == 0) {
+        o->state = S3_HASHING;
+        h2o_linklist_insert(&thread->active, &o->active);
+    } else {
+        o->hash_error = sha256_hex(body.base, body.len, o->hash) != 0;
     }
-    (void)self;
-    o->hash_error = sha256_hex(body.base, body.len, NULL, NULL, o->hash) != 0;
     return 0;
 }
 
@@ -708,7 +669,7 @@ static void cancel(weir_upload_backend_t *self, weir_upload_op_t *op)
     switch (o->state) {
     case S3_HASHING:
     case S3_HASHING_GRANTED:
-        cancel_hash(o);
+        stop_hashing(o);
         break;
     case S3_PUTTING:
         abort_put(o);
@@ -736,7 +697,10 @@ static int thread_start(weir_upload_backend_t *_self, uv_loop_t *loop, weir_uplo
         free(thread);
         return ret;
     }
-    thread->hash_inbox = weir_workpool_inbox_create(self->hash_pool, loop); /* NULL: hashes on the loop */
+    h2o_linklist_init_anchor(&thread->hashing);
+    thread->hash_idle = weir_malloc(sizeof(*thread->hash_idle));
+    uv_idle_init(loop, thread->hash_idle);
+    thread->hash_idle->data = thread;
     h2o_linklist_init_anchor(&thread->active);
     h2o_linklist_init_anchor(&thread->watched);
     h2o_linklist_init_anchor(&thread->deletes);
@@ -777,8 +741,7 @@ static void thread_stop(weir_upload_backend_t *self, weir_upload_backend_thread_
     uv_close((uv_handle_t *)thread->delete_timer, on_timer_closed);
     /* DELETEs still in flight are aborted (their callbacks free their keys). */
     weir_http_client_destroy(thread->client);
-    if (thread->hash_inbox != NULL)
-        weir_workpool_inbox_destroy(thread->hash_inbox);
+    uv_close((uv_handle_t *)thread->hash_idle, on_timer_closed);
     free(thread);
 }
 
@@ -786,7 +749,6 @@ static void destroy(weir_upload_backend_t *_self)
 {
     s3_backend_t *self = (void *)_self;
 
-    weir_workpool_destroy(self->hash_pool);
     weir_upload_s3_settings_dispose(&self->s);
     free(self->base_url);
     free(self->host);
@@ -842,7 +804,6 @@ int weir_upload_s3_create(const weir_upload_s3_settings_t *s, unsigned max_conne
     if (self->s.session_token != NULL)
         self->creds.session_token = h2o_iovec_init(self->s.session_token, strlen(self->s.session_token));
     self->max_connections = max_connections;
-    self->hash_pool = weir_workpool_create(HASH_THREADS, 0);
     *out = &self->super;
     return 0;
 }

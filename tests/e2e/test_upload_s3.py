@@ -116,11 +116,11 @@ class UploadS3Test(unittest.TestCase):
             self.assertEqual(sorted(seen), store.keys())
 
     def test_signed_payload_hash_is_the_body_sha256(self):
-        """The store does not check x-amz-content-sha256, so the relay does: for bodies hashed on the loop and on
-        the hashing threads (64 KiB is the limit), raw and multipart, HTTP/1.1 and h2c."""
+        """The store does not check x-amz-content-sha256, so the relay does: for bodies hashed at once and in slices
+        over turns of the loop (128 KiB is the limit, and the slice), raw and multipart, HTTP/1.1 and h2c."""
         with S3rver() as store, Relay(("127.0.0.1", store.port)) as relay, \
                 Weir(config(s3_keys(relay.endpoint))) as w:
-            sizes = (1, 1000, 64 * 1024, 64 * 1024 + 1, 300 * 1024, 5 * 1024 * 1024)
+            sizes = (1, 1000, 128 * 1024, 128 * 1024 + 1, 256 * 1024, 300 * 1024, 5 * 1024 * 1024)
             sent = 0
             for size in sizes:
                 data = image(size, seed=size + 7)
@@ -365,7 +365,7 @@ class UploadS3Test(unittest.TestCase):
         self.leave_mid_put(leave)
 
     def test_clients_killed_at_random_moments(self):
-        """HTTP/2 clients killed while their 2 MiB image is being sent, hashed off the loop, waiting for a slot, or PUT:
+        """HTTP/2 clients killed while their 2 MiB image is being sent, hashed, waiting for a slot, or PUT:
         every state's cancellation runs (under ASan in the sanitizer build); afterwards all slots are free and only
         the objects of answered uploads remain."""
         wt.require("curl")
