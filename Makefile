@@ -33,6 +33,7 @@ deps:
 
 test-deps: deps
 	@scripts/ensure-packages.sh $(TEST_DEPS)
+	@scripts/ensure-s3rver.sh
 
 # CMake is given the options on every run (it is quick when nothing changed), so that `make test WERROR=ON` after a
 # plain `make build` does build with -Werror.

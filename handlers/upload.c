@@ -1,7 +1,7 @@
 /*
  * POST /upload: each request waits for a slot of the handler's gate (FIFO; local to the process or shared through
- * Redis, behind gate.h), holds it for a random delay on its worker's timing wheel (one uv timer per thread, not one per
- * request), then answers.
+ * Redis, behind gate.h), holds it while the handler's backend uploads (upload_backend.h: a random delay on the worker's
+ * timing wheel, or a PUT to an S3-compatible store), then answers.
  *
  * Waiting is bounded twice: the gate refuses a waiter beyond max-queue at once, and a waiter without a slot after
  * queue-timeout is answered 503. Every waiter of a path has the same timeout, so each thread keeps its waiters in
@@ -10,20 +10,20 @@
  * The job lives in one shared allocation on the request pool, so it is freed with the request and nothing outlives
  * it; h2o calls its destructor when the request is disposed (answered, reset, or the client is gone). That destructor
  * is the one place that cancels: whatever the job's state, it gives the slot (or the place in the queue) back and
- * takes the delay off the wheel.
+ * stops the backend's work.
  */
 #include <errno.h>
 #include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
-#include <time.h>
+#include <string.h>
 #include "weir/common.h"
 #include "weir/gate.h"
 #include "weir/metrics.h"
 #include "weir/respond.h"
 #include "weir/shared.h"
 #include "weir/upload.h"
-#include "weir/wheel.h"
+#include "weir/upload_backend.h"
 
 /* The gate of a path, shared by the handlers of every configuration generation whose gate settings are the same (a
  * reload keeps it: slots held under the old configuration count against the new limit). */
@@ -41,19 +41,22 @@ typedef struct st_upload_handler_t {
     shared_gate_t *shared;
     weir_gate_t *gate;
     h2o_linklist_t limits_link; /* in shared->limits */
+    weir_upload_backend_t *backend;
 } upload_handler_t;
 
 /* Per worker thread (the handler's context). */
 typedef struct st_upload_thread_t {
     weir_gate_thread_t *gate;
-    weir_wheel_t *wheel;
+    weir_upload_backend_thread_t *backend;
+    size_t uploading;        /* jobs holding a slot, in their backend */
     uv_timer_t *queue_timer; /* due when the oldest waiter's queue-timeout ends; freed in its close callback */
     h2o_linklist_t waiting;  /* jobs waiting for a slot, oldest first */
 } upload_thread_t;
 
 typedef struct st_upload_job_t {
     weir_gate_waiter_t waiter;
-    weir_wheel_entry_t delay;
+    weir_upload_op_t op;
+    int uploading;          /* counted in thread->uploading */
     h2o_linklist_t waiting; /* in thread->waiting while the gate has not granted a slot */
     uint64_t waiting_since; /* loop time */
     upload_handler_t *handler;
@@ -62,44 +65,19 @@ typedef struct st_upload_job_t {
     uint64_t arrived_ns;
 } upload_job_t;
 
-static const char SUCCESS_BODY[] = "{\"success\": true}";
-
-uint32_t weir_upload_draw_delay(uint64_t *state, uint32_t min, uint32_t max)
-{
-    uint64_t range = (uint64_t)max - min + 1, limit = UINT64_MAX - UINT64_MAX % range, x;
-    do {
-        /* xorshift64* */
-        x = *state;
-        x ^= x >> 12;
-        x ^= x << 25;
-        x ^= x >> 27;
-        *state = x;
-        x *= UINT64_C(2685821657736338717);
-    } while (x >= limit);
-    return min + (uint32_t)(x % range);
-}
-
-static uint64_t *thread_rng(void)
-{
-    static __thread uint64_t state;
-    if (state == 0) {
-        /* splitmix64 of the time and the thread, so that threads draw different sequences */
-        struct timespec ts;
-        clock_gettime(CLOCK_MONOTONIC, &ts);
-        uint64_t z = (uint64_t)ts.tv_nsec ^ ((uint64_t)ts.tv_sec << 32) ^ (uint64_t)(uintptr_t)&state;
-        z += UINT64_C(0x9e3779b97f4a7c15);
-        z = (z ^ (z >> 30)) * UINT64_C(0xbf58476d1ce4e5b9);
-        z = (z ^ (z >> 27)) * UINT64_C(0x94d049bb133111eb);
-        z ^= z >> 31;
-        state = z != 0 ? z : 1;
-    }
-    return &state;
-}
-
 /* Gives the slot back; returns the request, which may be answered now (that disposes the job). */
+static void stop_uploading(upload_job_t *job)
+{
+    if (job->uploading) {
+        job->uploading = 0;
+        --job->thread->uploading;
+    }
+}
+
 static h2o_req_t *finish_job(upload_job_t *job)
 {
     h2o_req_t *req = job->req;
+    stop_uploading(job);
     weir_gate_release(job->handler->gate, &job->waiter);
     job->req = NULL;
     return req;
@@ -117,9 +95,13 @@ static void stop_waiting(upload_job_t *job)
 static void on_job_dispose(void *_job)
 {
     upload_job_t *job = _job;
-    /* Answered, or the client went away while queued or during its delay: each call is a no-op when done already. */
+    /* Answered, or the client went away while queued or during its upload: each call is a no-op when done already.
+     * The upload stops before its slot is given back, so that the next one (perhaps on another thread) never overlaps
+     * with it at the store. */
+    weir_upload_backend_t *backend = job->handler->backend;
+    backend->vt->cancel(backend, &job->op);
+    stop_uploading(job);
     weir_gate_release(job->handler->gate, &job->waiter);
-    weir_wheel_cancel(job->thread->wheel, &job->delay);
     stop_waiting(job);
 }
 
@@ -150,18 +132,42 @@ static const char *gate_failure(int status)
     }
 }
 
-static void on_delay_done(weir_wheel_entry_t *delay)
+static const char *status_reason(int status)
 {
-    h2o_req_t *req = finish_job(H2O_STRUCT_FROM_MEMBER(upload_job_t, delay, delay));
-    weir_respond_json(req, 200, "OK", SUCCESS_BODY, sizeof(SUCCESS_BODY) - 1);
+    switch (status) {
+    case 200:
+        return "OK";
+    case 400:
+        return "Bad Request";
+    case 502:
+        return "Bad Gateway";
+    case 503:
+        return "Service Unavailable";
+    case 504:
+        return "Gateway Timeout";
+    default:
+        return "Internal Server Error";
+    }
 }
 
-static void start_delay(upload_job_t *job)
+static void on_upload_done(weir_upload_op_t *op, const weir_upload_result_t *result)
 {
-    const weir_upload_settings_t *s = &job->handler->settings;
+    h2o_req_t *req = finish_job(H2O_STRUCT_FROM_MEMBER(upload_job_t, op, op));
+    if (result->close_connection)
+        req->http1_is_persistent = 0;
+    if (result->status == 200)
+        weir_respond_json(req, 200, "OK", result->body.base, result->body.len);
+    else
+        weir_respond_error(req, result->status, status_reason(result->status), result->error);
+}
+
+static void start_upload(upload_job_t *job)
+{
+    weir_upload_backend_t *backend = job->handler->backend;
     weir_metric_observe(job->handler->shared->wait, uv_hrtime() - job->arrived_ns);
-    uint32_t delay = weir_upload_draw_delay(thread_rng(), s->delay_min_ms, s->delay_max_ms);
-    weir_wheel_add(job->thread->wheel, &job->delay, delay, on_delay_done);
+    job->uploading = 1;
+    ++job->thread->uploading;
+    backend->vt->start(backend, &job->op, on_upload_done);
 }
 
 static void on_granted(weir_gate_waiter_t *waiter, int status)
@@ -171,7 +177,9 @@ static void on_granted(weir_gate_waiter_t *waiter, int status)
     if (status != 0) {
         /* The gate gave up on the waiter, or took a held slot back (its lease could not be renewed): it is idle. */
         h2o_req_t *req = job->req;
-        weir_wheel_cancel(job->thread->wheel, &job->delay);
+        weir_upload_backend_t *backend = job->handler->backend;
+        backend->vt->cancel(backend, &job->op); /* an s3 PUT in flight is aborted, what it may have stored deleted */
+        stop_uploading(job);
         job->req = NULL;
         weir_respond_unavailable(req, 1, gate_failure(status));
         return;
@@ -183,7 +191,7 @@ static void on_granted(weir_gate_waiter_t *waiter, int status)
         weir_respond_error(req, 503, "Service Unavailable", "client went away");
         return;
     }
-    start_delay(job);
+    start_upload(job);
 }
 
 static void arm_queue_timer(upload_thread_t *thread, uint32_t timeout_ms);
@@ -244,10 +252,14 @@ static int on_req(h2o_handler_t *_self, h2o_req_t *req)
                           .thread = h2o_context_get_handler_context(req->conn->ctx, &self->super),
                           .req = req,
                           .arrived_ns = uv_hrtime()};
+    job->op.req = req;
+    job->op.thread = job->thread->backend;
+    if (self->backend->vt->prepare(self->backend, &job->op) != 0)
+        return 0; /* answered */
 
     switch (weir_gate_acquire(self->gate, job->thread->gate, &job->waiter, on_granted)) {
     case WEIR_GATE_NOW:
-        start_delay(job);
+        start_upload(job);
         break;
     case WEIR_GATE_PENDING:
         start_waiting(job);
@@ -282,11 +294,13 @@ static void on_context_init(h2o_handler_t *_self, h2o_context_t *ctx)
     if (weir_per_loop_acquire(&self->shared->threads, ctx->loop, start_gate_thread, self->shared, &gate_thread) != 0)
         h2o_fatal("upload: cannot start the gate on a worker thread");
     thread->gate = gate_thread;
-    thread->wheel = weir_wheel_create(ctx->loop, self->settings.delay_max_ms);
+    if (self->backend->vt->thread_start(self->backend, ctx->loop, &thread->backend) != 0)
+        h2o_fatal("upload: cannot start the upload backend on a worker thread");
     thread->queue_timer = weir_malloc(sizeof(*thread->queue_timer));
     uv_timer_init(ctx->loop, thread->queue_timer);
     thread->queue_timer->data = thread;
     h2o_linklist_init_anchor(&thread->waiting);
+    thread->uploading = 0;
     h2o_context_set_handler_context(ctx, &self->super, thread);
 }
 
@@ -295,7 +309,7 @@ static void on_context_dispose(h2o_handler_t *_self, h2o_context_t *ctx)
     upload_handler_t *self = (void *)_self;
     upload_thread_t *thread = h2o_context_get_handler_context(ctx, &self->super);
     weir_per_loop_release(&self->shared->threads, ctx->loop, stop_gate_thread, self->shared);
-    weir_wheel_destroy(thread->wheel);
+    self->backend->vt->thread_stop(self->backend, thread->backend);
     uv_close((uv_handle_t *)thread->queue_timer, (uv_close_cb)free);
     free(thread);
 }
@@ -315,6 +329,7 @@ static void on_dispose(h2o_handler_t *_self)
     h2o_linklist_unlink(&self->limits_link);
     apply_newest_limits(self->shared);
     weir_shared_release(self->shared);
+    self->backend->vt->destroy(self->backend);
 }
 
 typedef struct st_create_args_t {
@@ -403,7 +418,8 @@ static void destroy_shared_gate(void *_sg)
 int weir_upload_register(h2o_pathconf_t *pathconf, const weir_upload_settings_t *s)
 {
     char what[1024], key[1536];
-    int created;
+    weir_upload_backend_t *backend;
+    int created, ret;
 
     if (s->concurrency == 0 || s->delay_min_ms > s->delay_max_ms || s->max_queue == 0 || s->queue_timeout_ms == 0)
         return -EINVAL;
@@ -418,17 +434,28 @@ int weir_upload_register(h2o_pathconf_t *pathconf, const weir_upload_settings_t 
     } else {
         snprintf(what, sizeof(what), "upload.gate|local");
     }
+    /* The backend belongs to this configuration generation (an s3 one: its HTTP clients and hashing threads). */
+    if (s->backend == WEIR_UPLOAD_BACKEND_S3) {
+        if ((ret = weir_upload_s3_create(&s->s3, weir_upload_store_connections(s), &backend)) != 0)
+            return ret;
+    } else {
+        backend = weir_upload_delay_create(s->delay_min_ms, s->delay_max_ms);
+    }
     create_args_t args = {.settings = s, .path = pathconf->path.base};
     shared_gate_t *sg = weir_shared_acquire(weir_shared_path_key(pathconf, what, key, sizeof(key)), create_shared_gate, &args,
                                             destroy_shared_gate, &created);
-    if (sg == NULL)
+    if (sg == NULL) {
+        backend->vt->destroy(backend);
         return args.ret != 0 ? args.ret : -ENOMEM;
+    }
     upload_handler_t *self = (void *)h2o_create_handler(pathconf, sizeof(*self));
     self->super.on_req = on_req;
     self->super.on_context_init = on_context_init;
     self->super.on_context_dispose = on_context_dispose;
     self->super.dispose = on_dispose;
     self->settings = *s;
+    memset(&self->settings.s3, 0, sizeof(self->settings.s3)); /* the backend has its own copy */
+    self->backend = backend;
     self->shared = sg;
     self->gate = sg->gate;
     h2o_linklist_insert(&sg->limits, &self->limits_link);
@@ -446,7 +473,7 @@ int weir_upload_stats(h2o_pathconf_t *pathconf, h2o_context_t *ctx, weir_upload_
         upload_handler_t *self = (void *)handler;
         upload_thread_t *thread = h2o_context_get_handler_context(ctx, handler);
         weir_gate_stats(self->gate, &st->gate);
-        st->delays = weir_wheel_pending(thread->wheel);
+        st->delays = thread->uploading;
         st->queued = 0;
         for (h2o_linklist_t *l = thread->waiting.next; l != &thread->waiting; l = l->next)
             ++st->queued;

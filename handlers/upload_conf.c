@@ -17,6 +17,8 @@ void weir_upload_settings_init(weir_upload_settings_t *s)
     s->redis_lease_ms = WEIR_UPLOAD_DEFAULT_REDIS_LEASE_MS;
     s->redis_timeout_ms = WEIR_UPLOAD_DEFAULT_REDIS_TIMEOUT_MS;
     s->on_failure = WEIR_GATE_FAIL_REJECT;
+    s->backend = WEIR_UPLOAD_BACKEND_DELAY;
+    s->s3.timeout_ms = WEIR_UPLOAD_S3_DEFAULT_TIMEOUT_MS;
 }
 
 void weir_upload_settings_dispose(weir_upload_settings_t *s)
@@ -25,6 +27,16 @@ void weir_upload_settings_dispose(weir_upload_settings_t *s)
     free(s->redis_name);
     s->redis_url = NULL;
     s->redis_name = NULL;
+    weir_upload_s3_settings_dispose(&s->s3);
+}
+
+unsigned weir_upload_store_connections(const weir_upload_settings_t *s)
+{
+    if (s->backend != WEIR_UPLOAD_BACKEND_S3)
+        return 0;
+    if (s->s3.max_connections != 0)
+        return s->s3.max_connections;
+    return s->concurrency < 64 ? s->concurrency : 64;
 }
 
 uint64_t weir_upload_min_lease_ms(uint32_t delay_max_ms)
@@ -42,7 +54,7 @@ static void dispose_settings(void *settings)
     weir_upload_settings_dispose(settings);
 }
 
-/* A string key: `upload.gate` and `upload.redis.on-failure` take one of two words. */
+/* A string key: `upload.gate`, `upload.backend` and `upload.redis.on-failure` take one of two words. */
 static int parse_choice(const weir_conf_node_t *value, const char *a, const char *b, int *out, weir_conf_errors_t *errs)
 {
     const char *str;
@@ -111,6 +123,14 @@ static int parse_key(void *settings, const char *key, const weir_conf_node_t *va
 
     if (strncmp(key, "upload.redis.", 13) == 0)
         return parse_redis_key(self, key, value, errs);
+    if (strncmp(key, "upload.s3.", 10) == 0)
+        return weir__upload_s3_parse_key(&self->s3, key, value, errs);
+    if (strcmp(key, "upload.backend") == 0) {
+        if (parse_choice(value, "delay", "s3", &choice, errs) != 0)
+            return -1;
+        self->backend = choice ? WEIR_UPLOAD_BACKEND_S3 : WEIR_UPLOAD_BACKEND_DELAY;
+        return 0;
+    }
     if (strcmp(key, "upload.gate") == 0) {
         if (parse_choice(value, "local", "redis", &choice, errs) != 0)
             return -1;
@@ -155,9 +175,11 @@ static const weir_conf_node_t *node_of(const weir_conf_node_t *node, const char 
 
 static int check(void *settings, const weir_conf_node_t *node, weir_conf_errors_t *errs)
 {
-    const weir_upload_settings_t *self = settings;
+    weir_upload_settings_t *self = settings;
     int ret = 0;
 
+    if (self->backend == WEIR_UPLOAD_BACKEND_S3 && weir__upload_s3_finish(&self->s3, node, errs) != 0)
+        ret = -1;
     if (self->delay_min_ms > self->delay_max_ms) {
         weir_conf_error(errs, node, "upload.delay-min (%u) must not exceed upload.delay-max (%u)", (unsigned)self->delay_min_ms,
                         (unsigned)self->delay_max_ms);
@@ -198,6 +220,11 @@ static int register_handler(h2o_pathconf_t *pathconf, const void *settings)
     return weir_upload_register(pathconf, settings);
 }
 
+static unsigned fds_per_thread(const void *settings)
+{
+    return weir_upload_store_connections(settings);
+}
+
 const weir_module_t weir_upload_module = {
     .name = "upload",
     .prefix = "upload.",
@@ -206,5 +233,6 @@ const weir_module_t weir_upload_module = {
     .parse_key = parse_key,
     .check = check,
     .register_handler = register_handler,
+    .fds_per_thread = fds_per_thread,
     .dispose_settings = dispose_settings,
 };

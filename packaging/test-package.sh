@@ -9,6 +9,8 @@
 #     a free one, read back from the log), serves /upload, /calc and, when conf/server.yaml has a /cache path,
 #     /cache over HTTP/1.1 and h2c on 127.0.0.1 (the chroot shares this machine's network), writes its access log,
 #     and exits 0 on SIGTERM;
+#   - with examples/server-s3.yaml (its endpoint an s3rver started on this machine, tests/s3rver), weir starts as the
+#     weir user with the s3 upload backend and stores a POSTed image, read back from the store byte for byte;
 #   - the changed /etc/weir/server.yaml survives `apt-get install --reinstall`;
 #   - `apt-get purge` removes the package, its configuration and every file of the weir user.
 # Also: lintian (no error or warning) on both packages, and the focal package's Depends against what Ubuntu 20.04
@@ -73,6 +75,7 @@ cleanup() {
     for root in "${WEIR_TEST_ROOTS[@]}"; do
         remove_chroot "$root" || true
     done
+    if [ -n "${S3_DIR:-}" ]; then rm -rf "$S3_DIR"; fi
 }
 trap cleanup EXIT
 trap 'echo "test-package: interrupted or timed out" >&2; exit 143' TERM INT
@@ -127,12 +130,12 @@ ensure_tarball() {
     fi
 }
 
-# run_weir ROOT UID GID LOG: starts weir as UID:GID in ROOT with the installed configuration; sets weir_pid and
-# base_url once it logs that it is ready.
+# run_weir ROOT UID GID LOG [CONF]: starts weir as UID:GID in ROOT with the installed configuration (or CONF, a path
+# in ROOT); sets weir_pid and base_url once it logs that it is ready.
 run_weir() {
-    local root=$1 uid=$2 gid=$3 log=$4 i hostport
+    local root=$1 uid=$2 gid=$3 log=$4 conf=${5:-/etc/weir/server.yaml} i hostport
     env -i PATH=/usr/sbin:/usr/bin:/sbin:/bin LANG=C.UTF-8 \
-        chroot --userspec="$uid:$gid" --groups="$gid" "$root" /usr/bin/weir -c /etc/weir/server.yaml \
+        chroot --userspec="$uid:$gid" --groups="$gid" "$root" /usr/bin/weir -c "$conf" \
         </dev/null >"$log" 2>&1 &
     weir_pid=$!
     WEIR_PIDS+=("$weir_pid")
@@ -231,6 +234,7 @@ test_in_chroot() {
     for f in /usr/bin/weir /etc/weir/server.yaml /lib/systemd/system/weir.service /usr/share/man/man8/weir.8.gz \
         /usr/share/doc/weir/copyright /usr/share/doc/weir/changelog.gz /usr/share/doc/weir/examples/server-tls.yaml \
         /usr/share/doc/weir/examples/server-redis.yaml /usr/share/doc/weir/examples/server-cluster.yaml \
+        /usr/share/doc/weir/examples/server-s3.yaml \
         /etc/logrotate.d/weir /usr/lib/tmpfiles.d/weir.conf; do
         check "ships $f" grep -qx "$f" <<<"$files"
     done
@@ -287,6 +291,8 @@ test_in_chroot() {
         fail "weir started as weir with /etc/weir/server.yaml"
     fi
 
+    s3_test "$root" "$uid" "$gid"
+
     # Reinstalling keeps the changed configuration, without a question.
     if in_chroot "$root" "${apt[@]}" install --reinstall "/tmp/${deb##*/}" </dev/null >>"$root/tmp/apt.log" 2>&1; then
         ok "apt-get install --reinstall"
@@ -310,6 +316,58 @@ test_in_chroot() {
 
     chroot_umount_all
     remove_chroot "$root"
+}
+
+# The S3 store of s3_test: an s3rver on this machine (the chroots share its network), started once.
+S3_PORT=
+start_store() {
+    local i out
+    [ -n "$S3_PORT" ] && return 0
+    "$WEIR_ROOT/scripts/ensure-s3rver.sh" >/dev/null || return 1
+    S3_DIR=$(mktemp -d)
+    out=$S3_DIR/s3rver.out
+    # Not holding the suite's lock (fd 8): the store outlives the suite's tests, and the next holder waits for it.
+    node "$WEIR_ROOT/tests/s3rver/start.js" --dir "$S3_DIR/data" --bucket images >"$out" 2>&1 8>&- &
+    WEIR_PIDS+=("$!")
+    for ((i = 0; i < 200; i++)); do
+        S3_PORT=$(sed -n 's/^ready \([0-9]*\)$/\1/p' "$out")
+        [ -n "$S3_PORT" ] && return 0
+        sleep 0.1
+    done
+    cat "$out" >&2
+    return 1
+}
+
+# s3_test ROOT UID GID: weir with the installed examples/server-s3.yaml (endpoint and port changed) stores an image.
+s3_test() {
+    local root=$1 uid=$2 gid=$3 log=$1/tmp/weir-s3.log conf=/etc/weir/server-s3.yaml body key
+    if ! start_store; then
+        fail "s3rver for the s3 backend's check"
+        return
+    fi
+    sed -e "s|^\([[:space:]]*upload.s3.endpoint:\).*|\1 http://127.0.0.1:$S3_PORT|" \
+        -e 's|^\([[:space:]]*upload.s3.access-key-id:\).*|\1 S3RVER|' \
+        -E -e 's/^([[:space:]]*-?[[:space:]]*port:)[[:space:]]*[0-9]+/\1 0/' \
+        "$root/usr/share/doc/weir/examples/server-s3.yaml" >"$root$conf"
+    printf 'S3RVER\n' >"$root/etc/weir/s3.secret"
+    chown "$uid:$gid" "$root/etc/weir/s3.secret"
+    chmod 600 "$root/etc/weir/s3.secret"
+    check "examples/server-s3.yaml passes weir -t (as weir)" \
+        in_chroot "$root" setpriv --reuid="$uid" --regid="$gid" --clear-groups weir -t -c "$conf"
+    if ! run_weir "$root" "$uid" "$gid" "$log" "$conf"; then
+        fail "weir started with the s3 upload backend"
+        rm -f "$root$conf" "$root/etc/weir/s3.secret"
+        return
+    fi
+    ok "weir started with the s3 upload backend on $base_url"
+    head -c 65536 /dev/urandom >"$root/tmp/image.jpg"
+    body=$(curl -sS --max-time 10 -F "image=@$root/tmp/image.jpg;type=image/jpeg" "$base_url/upload" 2>&1) || true
+    key=$(sed -n 's/.*"key": *"\(uploads\/[0-9a-f]\{32\}\.jpg\)".*/\1/p' <<<"$body")
+    if [ -n "$key" ]; then ok "POST /upload -> $(head -c 100 <<<"$body")"; else fail "POST /upload -> $body"; fi
+    check "the object in the store is the image" \
+        cmp -s "$root/tmp/image.jpg" <(curl -sS --max-time 10 "http://127.0.0.1:$S3_PORT/images/$key")
+    stop_weir "$log"
+    rm -f "$root$conf" "$root/etc/weir/s3.secret" "$root/tmp/image.jpg"
 }
 
 # systemd_test SUITE DEB (WEIR_TEST_SYSTEMD=0 leaves it out): boots a SUITE container with systemd-nspawn, the package

@@ -87,12 +87,18 @@ def parse_ab(out):
     return r
 
 
-def ab(ctx, step, url, n, c, method=None, limit=60, keepalive=False):
-    """`ab -n n -c c` with a socket time-out of `limit` s; the parsed figures, wall_s and status ("ok", "errors",
-    "timeout" or "aborted: ...")."""
+def ab(ctx, step, url, n, c, method=None, limit=60, keepalive=False, post=None, put=None, content_type=None):
+    """`ab -n n -c c` with a socket time-out of `limit` s; post / put: a file sent as each request's body (ab -p / -u)
+    with `content_type` (-T); the parsed figures, wall_s and status ("ok", "errors", "timeout" or "aborted: ...")."""
     argv = ["ab", "-q", "-r", "-s", str(int(limit)), "-n", str(n), "-c", str(c)]
     if method:
         argv += ["-m", method]
+    if post:
+        argv += ["-p", post]
+    if put:
+        argv += ["-u", put]
+    if content_type:
+        argv += ["-T", content_type]
     if keepalive:
         argv += ["-k"]
     argv.append(url)

@@ -3,7 +3,8 @@ list: a new experiment is one module and one line here (see bench/README.md)."""
 
 import copy
 
-from . import exp1_upload, exp3_calc, exp4_scale, exp5_ceiling, exp6_isolation, exp7_redis, exp8_metrics, exp10_cluster
+from . import exp1_upload, exp3_calc, exp4_scale, exp5_ceiling, exp6_isolation, exp7_redis, exp8_metrics, exp9_s3, \
+    exp10_cluster
 from .common import RUN_PARAMS
 
 EXPERIMENTS = (
@@ -14,6 +15,7 @@ EXPERIMENTS = (
     exp6_isolation.EXPERIMENT,
     exp7_redis.EXPERIMENT,
     exp8_metrics.EXPERIMENT,
+    exp9_s3.EXPERIMENT,
     exp10_cluster.EXPERIMENT,
 )
 

@@ -1,5 +1,5 @@
-"""Servers that a run starts: weir (with a configuration built here), the Python peers, the stock h2o binary and
-redis-server. Each is a fresh process on a loopback port, pinned to the server cpus and stopped by its own pid."""
+"""Servers that a run starts: weir (with a configuration built here), the Python peers, the stock h2o binary,
+redis-server and the S3-compatible store s3rver. Each is a fresh process on a loopback port, pinned to the server cpus and stopped by its own pid."""
 
 import os
 import re
@@ -9,8 +9,13 @@ import subprocess
 import threading
 import time
 
-from .common import BENCH, PY, WEIR, free_port, http, pinned, slug
+from .common import BENCH, PY, ROOT, WEIR, free_port, http, pinned, slug
 from .procs import process_tree, read_status
+
+# The S3-compatible store (tests/s3rver, installed by scripts/ensure-s3rver.sh) and its own account.
+S3RVER_JS = os.path.join(ROOT, "tests", "s3rver", "start.js")
+S3_KEY_ID = S3_SECRET = "S3RVER"
+S3_BUCKET = "images"
 
 CACHE_KEY = "bench"
 CACHE_VALUE = "abcdefghijklmnopqrstuvwxyz"  # 26 bytes
@@ -20,8 +25,9 @@ assert len(CACHE_VALUE) == 26
 class Server:
     """A server process started by this script: weir, a Python peer, the stock h2o binary or redis-server.
 
-    kind: "weir" (conf: its YAML), "flask", "flask-threaded", "aiohttp" (bench/peers/), "h2o" (conf: its
-    configuration, @PORT@ replaced by a free port) or "redis". cpus: taskset's cpu list (default: the run's server
+    kind: "weir" (conf: its YAML), "flask", "flask-threaded", "aiohttp" (bench/peers/), "flask-s3", "aiohttp-s3"
+    (bench/peers/*_s3_app.py; extra: {"endpoint": store URL}), "h2o" (conf: its configuration, @PORT@ replaced by a
+    free port), "redis" or "s3rver" (the store, with the bucket S3_BUCKET, its data in the run's tmp/). cpus: taskset's cpu list (default: the run's server
     cpus). Use as `with Server(...).start(step) as srv:`; srv.port and srv.url(path) once started."""
 
     def __init__(self, ctx, kind, label, cpus=None, conf=None, extra=None, env=None):
@@ -55,6 +61,15 @@ class Server:
         elif self.kind == "aiohttp":
             self.port = free_port()
             argv = [PY, os.path.join(BENCH, "peers", "aiohttp_app.py"), str(self.port)]
+        elif self.kind in ("flask-s3", "aiohttp-s3"):
+            self.port = free_port()
+            app = "flask_s3_app.py" if self.kind == "flask-s3" else "aiohttp_s3_app.py"
+            argv = [PY, os.path.join(BENCH, "peers", app), str(self.port), self.extra["endpoint"], S3_BUCKET]
+            env.update(AWS_ACCESS_KEY_ID=S3_KEY_ID, AWS_SECRET_ACCESS_KEY=S3_SECRET, AWS_REGION="us-east-1")
+        elif self.kind == "s3rver":
+            self.port = free_port()
+            argv = ["node", S3RVER_JS, "--dir", os.path.join(ctx.tmp, name + ".s3rver"), "--port", str(self.port),
+                    "--bucket", S3_BUCKET]
         elif self.kind == "h2o":
             self.port = free_port()
             conf_path = os.path.join(ctx.tmp, name + ".h2o.conf")
@@ -156,12 +171,13 @@ UPLOAD_MAX_QUEUE = 20000
 UPLOAD_QUEUE_TIMEOUT_MS = 120000
 
 
-def weir_conf(threads=1, upload=None, calc=True, cache=None, upload_gate=None, metrics=False):
+def weir_conf(threads=1, upload=None, calc=True, cache=None, upload_gate=None, metrics=False, upload_s3=None):
     """weir's YAML: listen on 127.0.0.1 port 0, `threads` worker threads; upload=(concurrency, delay-min, delay-max)
     adds /upload (waiting room UPLOAD_MAX_QUEUE, UPLOAD_QUEUE_TIMEOUT_MS), calc adds /calc (n = 1,000,000),
     cache=("memory",) or ("redis", port) adds /cache; upload_gate=("redis", port, name) shares /upload's slots through
     that Redis under that name (upload.gate: redis, the other upload.redis keys at their defaults); metrics adds
-    /metrics (status.metrics, which makes every path count its requests), /livez and /readyz."""
+    /metrics (status.metrics, which makes every path count its requests), /livez and /readyz; upload_s3=(endpoint,
+    secret file) makes /upload's backend s3, storing into S3_BUCKET with the store's own account."""
     lines = ["listen:", "  port: 0", "  host: 127.0.0.1", "num-threads: %d" % threads, "limit-request-body: 1048576",
              "hosts:", "  default:", "    paths:"]
     if upload is not None:
@@ -173,6 +189,11 @@ def weir_conf(threads=1, upload=None, calc=True, cache=None, upload_gate=None, m
             lines += ["        upload.gate: %s" % upload_gate[0],
                       "        upload.redis.url: redis://127.0.0.1:%d/0" % upload_gate[1],
                       "        upload.redis.name: %s" % upload_gate[2]]
+        if upload_s3 is not None:
+            lines += ["        upload.backend: s3", "        upload.s3.endpoint: %s" % upload_s3[0],
+                      "        upload.s3.bucket: %s" % S3_BUCKET, "        upload.s3.key-prefix: uploads/",
+                      "        upload.s3.access-key-id: %s" % S3_KEY_ID,
+                      "        upload.s3.secret-access-key-file: %s" % upload_s3[1]]
     if calc:
         lines += ["      /calc:", "        calc.n: 1000000", "        calc.max-n: 100000000"]
     if cache is not None:
