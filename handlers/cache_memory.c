@@ -465,19 +465,9 @@ static void *heap_alloc(void *unused, size_t size)
     return weir_malloc(size);
 }
 
-static void *pool_alloc(void *pool, size_t size)
-{
-    return h2o_mem_alloc_pool(pool, size);
-}
-
 int weir_cache_memory_get(weir_cache_memory_t *m, const void *key, size_t key_len, char **value, size_t *value_len)
 {
     return memory_get(m, key, key_len, heap_alloc, NULL, value, value_len);
-}
-
-int weir_cache_memory_get_pool(weir_cache_memory_t *m, const void *key, size_t key_len, h2o_mem_pool_t *pool, h2o_iovec_t *value)
-{
-    return memory_get(m, key, key_len, pool_alloc, pool, &value->base, &value->len);
 }
 
 static void on_shared_value_disposed(void *ref)

@@ -18,6 +18,7 @@
 #include <unistd.h>
 #include "weir/common.h"
 #include "weir/metrics.h"
+#include "weir/respond.h"
 
 /* The first cells of every registry are a sink for series that could not be given cells of their own. */
 #define SINK_CELLS (WEIR_METRICS_MAX_BUCKETS + 2)
@@ -947,6 +948,11 @@ static void set_double_bits(uint64_t *bits, double v)
     __atomic_store_n(bits, b, __ATOMIC_RELAXED);
 }
 
+static double read_response_memory(void *unused)
+{
+    return (double)weir_respond_memory_in_use();
+}
+
 static void create_default(void)
 {
     weir_metrics_t *reg = weir_metrics_create();
@@ -967,6 +973,11 @@ static void create_default(void)
     weir_metrics_add_callback(
         weir_metrics_counter(reg, "process_cpu_seconds_total", "User and system CPU time spent, in seconds", NULL),
         read_cpu_seconds, NULL);
+    weir_metrics_add_callback(weir_metrics_gauge(reg, "weir_response_memory_bytes",
+                                                 "Bytes held by large answers (16 KiB and more) not yet delivered, "
+                                                 "against limit-response-memory",
+                                                 NULL),
+                              read_response_memory, NULL);
     static const char RELOADS_HELP[] = "Configuration reloads (SIGHUP, systemctl reload), by result";
     reloads_ok = weir_metrics_counter(reg, "weir_config_reloads_total", RELOADS_HELP, "result", "success");
     reloads_failed = weir_metrics_counter(reg, "weir_config_reloads_total", RELOADS_HELP, "result", "failure");

@@ -215,12 +215,6 @@ int weir_cache_memory_set(weir_cache_memory_t *m, const void *key, size_t key_le
 int weir_cache_memory_get(weir_cache_memory_t *m, const void *key, size_t key_len, char **value, size_t *value_len);
 
 /**
- * As weir_cache_memory_get, but the copy is allocated in @p pool (h2o_mem_alloc_pool; NUL-terminated, the NUL not
- * counted in value->len).
- */
-int weir_cache_memory_get_pool(weir_cache_memory_t *m, const void *key, size_t key_len, h2o_mem_pool_t *pool, h2o_iovec_t *value);
-
-/**
  * As weir_cache_memory_get, without a copy: @p value points at the stored value itself, and @p pool holds a reference
  * to it (released when the pool is cleared), so the value stays valid as long as the pool even when the entry is
  * replaced, evicted or expires meanwhile.

@@ -91,9 +91,6 @@ void weir_redis_destroy(weir_redis_t *redis);
 /** "host:port" or the socket path, for messages. */
 const char *weir_redis_where(const weir_redis_t *redis);
 
-/** The deadline of commands given 0 as their timeout. */
-uint64_t weir_redis_timeout_ms(const weir_redis_t *redis);
-
 /** A pool of command connections on one loop. */
 typedef struct st_weir_redis_client_t weir_redis_client_t;
 

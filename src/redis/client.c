@@ -246,11 +246,6 @@ const char *weir_redis_where(const weir_redis_t *redis)
     return redis->where;
 }
 
-uint64_t weir_redis_timeout_ms(const weir_redis_t *redis)
-{
-    return redis->timeout_ms;
-}
-
 /* ---- owners: state and lifetime ----------------------------------------------------------------------------------- */
 
 static void owner_free_if_done(owner_t *owner)

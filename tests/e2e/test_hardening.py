@@ -219,6 +219,21 @@ class TestSlowReaders(unittest.TestCase):
             time.sleep(0.5)
             self.assertLess(w.rss_mib() - before, 10)
 
+    def test_memory_held_by_answers_is_shown(self):
+        # weir_response_memory_bytes: what the budget counts, while 5 stalled 1 MB answers wait and after they go
+        from promtext import Scraper
+        cfg = Config().listen().path("/cache", MEMORY).path("/metrics", {"status.metrics": "ON"})
+        with Weir(cfg) as w:
+            put_big(w)
+            scraper = Scraper(w.port)
+            self.assertEqual(scraper.scrape().value("weir_response_memory_bytes"), 0)
+            sock, statuses = h2_zero_window_streams(w.port, 5, "/cache?key=big")
+            self.assertEqual(sorted(set(statuses.values())), [200])
+            held = scraper.scrape().value("weir_response_memory_bytes")
+            self.assertGreaterEqual(held, 5 * BIG, "5 stalled answers of %d bytes, %s held" % (BIG, held))
+            sock.close()
+            self.assertTrue(wt.wait_until(lambda: scraper.scrape().value("weir_response_memory_bytes") == 0, 5))
+
     def test_budget_refuses_large_answers_when_spent(self):
         # 10 MiB for answers waiting for readers: of 30 stalled 1 MB answers, about 10 are taken, the rest get 503
         with Weir(Config().listen().set("limit-response-memory", "10M").path("/cache", MEMORY)) as w:

@@ -17,6 +17,7 @@ from weirtest import Config, H2Client, HTTP1Conn, RedisServer, Weir, curl, raw_r
 # Every family weir shows with the default configuration's modules and a Redis cache, and its type.
 FAMILIES = {
     "weir_build_info": "gauge",
+    "weir_response_memory_bytes": "gauge",
     "process_start_time_seconds": "gauge",
     "process_open_fds": "gauge",
     "process_max_fds": "gauge",

@@ -502,7 +502,7 @@ static void test_get_into_pool(void **state)
     run(vt->del, m, &c, "k", NULL, 0);
     assert_memory_equal(v.base, "first value", v.len + 1); /* with its NUL */
 
-    assert_int_equal(weir_cache_memory_get_pool(m, H2O_STRLIT("k"), &pool, &v), -ENOENT);
+    assert_int_equal(weir_cache_memory_get_shared(m, H2O_STRLIT("k"), &pool, &v), -ENOENT);
     h2o_mem_clear_pool(&pool);
     vt->destroy(m);
 }
