@@ -13,7 +13,7 @@
  * - at most WEIR_MULTIPART_MAX_PARTS parts, and the one after that is -E2BIG;
  * - without a pool, the parse is the same up to the first quoted value with an escape, which is then refused as a
  *   malformed Content-Disposition;
- * - weir_multipart_find agrees with the iteration, for every name a part had and for one no part had: the part
+ * - weir_multipart_find agrees with the iteration, for the names of the first 8 parts and for two no part had: the part
  *   found is the one the iteration returned, -EEXIST at the first repeat, -ENOENT, or the iteration's error;
  * - the pool is cleared at the end (LeakSanitizer: nothing else is allocated).
  */
@@ -242,9 +242,10 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
             FUZZ_CHECK(without_pool.num_parts <= i && without_pool.ret != 0);
     }
 
-    /* find: each name seen (without a NUL: find takes a C string), and one no part has */
+    /* find: the names of the first parts (without a NUL: find takes a C string; each find parses the whole body, so
+     * not every part's), and names no part has */
     char name[64];
-    for (size_t i = 0; i != with_pool.num_parts; ++i) {
+    for (size_t i = 0; i != with_pool.num_parts && i != 8; ++i) {
         h2o_iovec_t n = with_pool.parts[i].name;
         if (n.len < sizeof(name) && memchr(n.base, '\0', n.len) == NULL) {
             memcpy(name, n.base, n.len);

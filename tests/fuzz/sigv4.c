@@ -558,7 +558,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     /* split */
     memset(fields, 0, sizeof(fields));
     const char *line = in;
-    h2o_iovec_t raw_query = {NULL, 0};
+    h2o_iovec_t raw_query = h2o_iovec_init(in, 0);
     for (size_t i = 0; line <= end; ++i) {
         const char *eol = memchr(line, '\n', (size_t)(end - line));
         if (eol == NULL)
@@ -579,7 +579,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
             break;
         line = eol + 1;
     }
-    for (const char *p = raw_query.base, *qend = raw_query.base + raw_query.len; raw_query.len != 0 && p <= qend;) {
+    for (const char *p = raw_query.base, *qend = p + raw_query.len; raw_query.len != 0;) {
         const char *amp = memchr(p, '&', (size_t)(qend - p));
         if (amp == NULL)
             amp = qend;
