@@ -253,7 +253,7 @@ typedef struct st_member_t {
     int stopped;
     unsigned ops;         /* commands in flight, each holding the member */
     uint64_t valid_until; /* loop time until which the member's holders are guaranteed */
-    char epoch[64];
+    char epoch[WEIR__GATE_REDIS_EPOCH_MAX + 1];
     h2o_linklist_t pending;   /* W_PENDING, in ticket order */
     h2o_linklist_t acquiring; /* W_ACQUIRING, in the order sent (ticket order): their replies come in this order */
     h2o_linklist_t queued;    /* W_QUEUED, in ticket order: Redis grants them in this order */
@@ -562,7 +562,7 @@ static void handle_tick_reply(member_t *m, op_t *op, int status, const redisRepl
     int epoch_changed =
         m->epoch[0] != '\0' && (strlen(m->epoch) != tick.epoch_len || memcmp(m->epoch, tick.epoch, tick.epoch_len) != 0);
     snprintf(m->epoch, sizeof(m->epoch), "%.*s", (int)tick.epoch_len, tick.epoch);
-    for (size_t i = 0; lost != NULL && i != lost->elements; ++i) {
+    for (size_t i = 0; i != lost->elements; ++i) {
         uint64_t t;
         weir_gate_waiter_t *w;
         if (parse_ticket(m, lost->element[i]->str, lost->element[i]->len, &t) == 0 && (w = find_in(&m->held, t, 0)) != NULL) {
@@ -570,7 +570,7 @@ static void handle_tick_reply(member_t *m, op_t *op, int status, const redisRepl
             revoke_holder(m, w, -ETIMEDOUT);
         }
     }
-    for (size_t i = 0; missed != NULL && i != missed->elements; ++i) {
+    for (size_t i = 0; i != missed->elements; ++i) {
         uint64_t t;
         if (parse_ticket(m, missed->element[i]->str, missed->element[i]->len, &t) == 0)
             on_grant(m, t);
