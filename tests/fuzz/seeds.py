@@ -206,7 +206,7 @@ for h in ["", "Content-Type: image/png\r\n", "Content-Disposition: attachment; n
 write("multipart", multipart)
 
 # ---- sigv4 --------------------------------------------------------------------------------------------------------
-# A flags byte ('1': add x-amz-content-sha256), then one field a line: method, path, query, payload hash, region,
+# A flags byte ('1': add x-amz-content-sha256; 0xc2 and up: one field made long), then one field a line: method, path, query, payload hash, region,
 # service, x-amz-date (or @SECONDS), key id, secret, token, then "name:value" headers; fields percent-decoded
 # (tests/fuzz/sigv4.c). The requests are test_sigv4.c's: the SigV4 suite's cases and the S3 documentation's.
 EMPTY_SHA = "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855"
@@ -217,7 +217,7 @@ S3_KEY = ("AKIAIOSFODNN7EXAMPLE", "wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY")
 def sig(flags, method, path, headers, query="", hash=EMPTY_SHA, region="us-east-1", service="service",
         date="20150830T123600Z", key=SUITE_KEY, token=""):
     lines = [method, path, query, hash, region, service, date, key[0], key[1], token] + ["%s:%s" % h for h in headers]
-    return flags + "\n".join(lines)
+    return (flags + "\n".join(lines)).encode("latin-1")
 
 
 HOST = ("Host", "example.amazonaws.com")
@@ -267,6 +267,11 @@ sigv4 = [
     sig("0", "GET", "/", [HOST], "&".join("p%d" % i for i in range(257))),
     b"\x01", b"",
 ]
+# one field at the length limit (flags 0xc2 | field << 2 | 1), and one byte over it (| 0x20)
+for field in range(8):
+    for over in (0, 0x20):
+        sigv4.append(sig(chr(0xc3 | field << 2 | over), "PUT", "/b/k", [("Host", "s3.example"), ("X-Long", "v")], service="s3",
+                         token="t" if field == 6 else ""))
 write("sigv4", sigv4)
 
 # ---- gate_replies -------------------------------------------------------------------------------------------------

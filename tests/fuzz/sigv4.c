@@ -1,7 +1,9 @@
 /*
  * SigV4 signing (src/sigv4.c): weir_sigv4_sign, weir_sigv4_uri_encode, weir_sigv4_format_date.
  *
- * The input: its first byte holds the flags (bit 0: WEIR_SIGV4_ADD_CONTENT_SHA256), the rest are fields, one a line
+ * The input: its first byte holds the flags (bit 0: WEIR_SIGV4_ADD_CONTENT_SHA256; bits 1, 6 and 7 all set: one field,
+ * chosen by bits 2-4 (path, method, region, service, key id, secret, token, the last header's value), is lengthened by
+ * repeating its last byte (or 'a') to WEIR_SIGV4_MAX_FIELD bytes, one more with bit 5), the rest are fields, one a line
  * ('\n'): method, path, query, payload hash, region, service, x-amz-date, access key id, secret key, session token,
  * then one header a line, "name:value" (a line without ':' is a name with an empty value). Missing lines are empty
  * fields. The query line is '&'-separated parameters, "name=value" or "name" (no line, or an empty one: none). Every
@@ -595,6 +597,20 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 
     if (fields[F_DATE].len != 0 && fields[F_DATE].base[0] == '@' && check_format_date(fields[F_DATE], date) == 0)
         fields[F_DATE] = h2o_iovec_init(date, WEIR_SIGV4_DATE_LEN);
+
+    /* a field at the length limit, or one byte over it */
+    char *long_field = NULL;
+    if ((data[0] & 0xc2) == 0xc2) {
+        static const int which[] = {F_PATH, F_METHOD, F_REGION, F_SERVICE, F_KEY_ID, F_SECRET, F_TOKEN, -1};
+        int f = which[(data[0] >> 2) & 7];
+        h2o_iovec_t *v = f >= 0 ? &fields[f] : num_headers != 0 ? &headers[num_headers - 1].value : &fields[F_PATH];
+        size_t len = WEIR_SIGV4_MAX_FIELD + ((data[0] >> 5) & 1);
+        long_field = malloc(len);
+        memcpy(long_field, v->base, v->len < len ? v->len : len);
+        if (v->len < len)
+            memset(long_field + v->len, v->len != 0 ? v->base[v->len - 1] : 'a', len - v->len);
+        *v = h2o_iovec_init(long_field, len);
+    }
     check_encode(&pool, fields[F_PATH]);
 
     weir_sigv4_request_t r = {.method = fields[F_METHOD],
@@ -616,8 +632,12 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
                     cred.access_key_id.len == 0 || !ref_visible(cred.access_key_id, 1) || cred.secret_access_key.len == 0 ||
                     !ref_visible(cred.session_token, 0);
     int over = num_headers > WEIR_SIGV4_MAX_PAIRS || num_query > WEIR_SIGV4_MAX_PAIRS, host = 0;
+    static const int limited[] = {F_METHOD, F_PATH, F_REGION, F_SERVICE, F_KEY_ID, F_SECRET, F_TOKEN};
+    for (size_t i = 0; i != sizeof(limited) / sizeof(limited[0]); ++i)
+        over |= fields[limited[i]].len > WEIR_SIGV4_MAX_FIELD;
     for (size_t i = 0; i != num_headers; ++i) {
         h2o_iovec_t name = headers[i].name;
+        over |= name.len > WEIR_SIGV4_MAX_FIELD || headers[i].value.len > WEIR_SIGV4_MAX_FIELD;
         malformed |= !ref_token(name) || !ref_header_value(headers[i].value) || eq_lower(name, "authorization") ||
                      eq_lower(name, "x-amz-date") || (r.flags != 0 && eq_lower(name, "x-amz-content-sha256")) ||
                      (cred.session_token.len != 0 && eq_lower(name, "x-amz-security-token"));
@@ -642,6 +662,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 
     h2o_mem_clear_pool(&pool);
     h2o_mem_clear_pool(&pool2);
+    free(long_field);
     free(headers);
     free(query);
     free(buf);
