@@ -606,7 +606,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         h2o_iovec_t *v = f >= 0 ? &fields[f] : num_headers != 0 ? &headers[num_headers - 1].value : &fields[F_PATH];
         size_t len = WEIR_SIGV4_MAX_FIELD + ((data[0] >> 5) & 1);
         long_field = malloc(len);
-        memcpy(long_field, v->base, v->len < len ? v->len : len);
+        if (v->len != 0) /* (v->base may be NULL then: a missing line) */
+            memcpy(long_field, v->base, v->len < len ? v->len : len);
         if (v->len < len)
             memset(long_field + v->len, v->len != 0 ? v->base[v->len - 1] : 'a', len - v->len);
         *v = h2o_iovec_init(long_field, len);
