@@ -72,6 +72,7 @@
 #include <h2o/memory.h>
 #include "weir/common.h"
 #include "weir/gate.h"
+#include "weir/gate_redis_reply.h"
 #include "weir/redis.h"
 
 #define DEFAULT_BACKOFF_MAX_MS 1000
@@ -252,7 +253,7 @@ typedef struct st_member_t {
     int stopped;
     unsigned ops;         /* commands in flight, each holding the member */
     uint64_t valid_until; /* loop time until which the member's holders are guaranteed */
-    char epoch[64];
+    char epoch[WEIR__GATE_REDIS_EPOCH_MAX + 1];
     h2o_linklist_t pending;   /* W_PENDING, in ticket order */
     h2o_linklist_t acquiring; /* W_ACQUIRING, in the order sent (ticket order): their replies come in this order */
     h2o_linklist_t queued;    /* W_QUEUED, in ticket order: Redis grants them in this order */
@@ -304,18 +305,7 @@ static int ticket_str(const member_t *m, uint64_t ticket, char *buf)
 /* Parses a ticket of this member; @return 0 with *ticket set, or -1 when it is someone else's. */
 static int parse_ticket(const member_t *m, const char *s, size_t len, uint64_t *ticket)
 {
-    size_t idlen = strlen(m->id);
-    uint64_t v = 0;
-
-    if (len <= idlen + 1 || memcmp(s, m->id, idlen) != 0 || s[idlen] != '#')
-        return -1;
-    for (size_t i = idlen + 1; i != len; ++i) {
-        if (s[i] < '0' || s[i] > '9')
-            return -1;
-        v = v * 10 + (uint64_t)(s[i] - '0');
-    }
-    *ticket = v;
-    return 0;
+    return weir__gate_redis_parse_ticket(m->id, s, len, ticket);
 }
 
 static weir_gate_waiter_t *find_in(h2o_linklist_t *list, uint64_t ticket, int ordered)
@@ -548,13 +538,15 @@ static void on_tick_reply(member_t *m, op_t *op, int status, const redisReply *r
 
 static void handle_tick_reply(member_t *m, op_t *op, int status, const redisReply *reply, const char *message)
 {
-    if (status != 0 || reply->type != REDIS_REPLY_ARRAY || reply->elements != 3 || reply->element[0]->type != REDIS_REPLY_STRING) {
-        if (status == 0)
-            message = "unexpected reply from Redis";
+    weir__gate_redis_tick_t tick;
+
+    if (status == 0 && (status = weir__gate_redis_tick_reply(reply, &tick)) != 0)
+        message = "unexpected reply from Redis";
+    if (status != 0) {
         if (!m->up) {
             /* The registration failed: those who waited for it are given up. */
             weir_warn("upload gate: cannot register with Redis at %s: %s", weir_redis_where(m->gate->redis), message);
-            give_up_all_waiters(m, status != 0 ? status : -EPROTO);
+            give_up_all_waiters(m, status);
         }
         return;
     }
@@ -566,10 +558,11 @@ static void handle_tick_reply(member_t *m, op_t *op, int status, const redisRepl
         m->num_forget -= op->forgot;
     }
 
-    const redisReply *epoch = reply->element[0], *lost = reply->element[1], *missed = reply->element[2];
-    int epoch_changed = m->epoch[0] != '\0' && (strlen(m->epoch) != epoch->len || memcmp(m->epoch, epoch->str, epoch->len) != 0);
-    snprintf(m->epoch, sizeof(m->epoch), "%.*s", (int)epoch->len, epoch->str);
-    for (size_t i = 0; lost->type == REDIS_REPLY_ARRAY && i != lost->elements; ++i) {
+    const redisReply *lost = tick.lost, *missed = tick.missed;
+    int epoch_changed =
+        m->epoch[0] != '\0' && (strlen(m->epoch) != tick.epoch_len || memcmp(m->epoch, tick.epoch, tick.epoch_len) != 0);
+    snprintf(m->epoch, sizeof(m->epoch), "%.*s", (int)tick.epoch_len, tick.epoch);
+    for (size_t i = 0; i != lost->elements; ++i) {
         uint64_t t;
         weir_gate_waiter_t *w;
         if (parse_ticket(m, lost->element[i]->str, lost->element[i]->len, &t) == 0 && (w = find_in(&m->held, t, 0)) != NULL) {
@@ -577,7 +570,7 @@ static void handle_tick_reply(member_t *m, op_t *op, int status, const redisRepl
             revoke_holder(m, w, -ETIMEDOUT);
         }
     }
-    for (size_t i = 0; missed->type == REDIS_REPLY_ARRAY && i != missed->elements; ++i) {
+    for (size_t i = 0; i != missed->elements; ++i) {
         uint64_t t;
         if (parse_ticket(m, missed->element[i]->str, missed->element[i]->len, &t) == 0)
             on_grant(m, t);
@@ -641,9 +634,10 @@ static void on_reply(void *data, int status, const redisReply *reply, const char
         weir_gate_waiter_t *w = find_waiting(m, op->ticket);
         if (w == NULL)
             break; /* gone: its release followed the acquire on the same connection */
-        if (status != 0 || reply->type != REDIS_REPLY_INTEGER) {
-            give_up_waiter(m, w, status != 0 ? status : -EPROTO);
-        } else if (reply->integer == 1) {
+        int held = status == 0 ? weir__gate_redis_acquire_reply(reply) : status;
+        if (held < 0) {
+            give_up_waiter(m, w, held);
+        } else if (held == 1) {
             grant(m, w);
         } else if (w->impl_state == W_ACQUIRING) {
             h2o_linklist_unlink(&w->link);

@@ -115,6 +115,203 @@ write("redis_url", [
     "redis://h/?x", "unix:/s?username=u&password=p+q&db=2147483647", "redis://[::1]x", "redis://h:65535/2147483648",
 ])
 
+# ---- multipart ----------------------------------------------------------------------------------------------------
+# The Content-Type, a LF, then the body (tests/fuzz/multipart.c). The bodies are test_multipart.c's: what curl -F sends
+# (captured from curl 7.88.1), and the edge cases.
+CT = "multipart/form-data; boundary=XyZ"
+CAT_JPG = b"\xff\xd8\xff\xe0\x00\x10JFIF\x00\r\n--\r\n\x00\x01\x02\xff\xd9"
+
+
+def mp(ct, body):
+    return ct.encode() + b"\n" + (body.encode() if isinstance(body, str) else body)
+
+
+def curl(boundary, parts):
+    body = b""
+    for headers, content in parts:
+        body += b"--" + boundary + b"\r\n" + headers + b"\r\n" + content + b"\r\n"
+    return body + b"--" + boundary + b"--\r\n"
+
+
+B1, B2 = b"------------------------a98e5492d18a78b9", b"------------------------38f54f88d5fa21c6"
+IMAGE = b'Content-Disposition: form-data; name="image"; filename="cat.jpg"\r\nContent-Type: image/jpeg\r\n'
+SIMPLE = "--XyZ\r\nContent-Disposition: form-data; name=\"image\"\r\n\r\nhello\r\n--XyZ--\r\n"
+multipart = [
+    mp("multipart/form-data; boundary=" + B1.decode(), curl(b"--" + B1, [(IMAGE, CAT_JPG)])),
+    mp("multipart/form-data; boundary=" + B2.decode(),
+       curl(b"--" + B2, [(IMAGE, CAT_JPG), (b'Content-Disposition: form-data; name="title"\r\n', b'a "quoted" \\ title'),
+                         (b'Content-Disposition: form-data; name="empty"\r\n', b"")])),
+    mp("multipart/form-data; boundary=XyZ", curl(b"XyZ", [(b'Content-Disposition: form-data; name="image"; '
+                                                          b'filename="we%22ird\\name.jpg"\r\nContent-Type: image/jpeg\r\n',
+                                                          CAT_JPG)])),
+    mp(CT, SIMPLE), mp('multipart/form-data; boundary="XyZ"', SIMPLE), mp("Multipart/Form-Data; BOUNDARY=XyZ", SIMPLE),
+    mp('  multipart/form-data ; charset="utf-8" ;  boundary=XyZ ;', SIMPLE), mp("multipart/form-data;; boundary = XyZ", SIMPLE),
+    mp("multipart/form-data; boundary=\"a b'()+_,-./:=?z\"",
+       "--a b'()+_,-./:=?z\r\nContent-Disposition: form-data; name=x\r\n\r\nv\r\n--a b'()+_,-./:=?z--"),
+    mp("multipart/form-data; boundary=" + "b" * 70, "--" + "b" * 70 + "\r\nContent-Disposition: form-data; name=x\r\n\r\nv\r\n--"
+       + "b" * 70 + "--\r\n"),
+    mp("multipart/form-data; boundary=" + "b" * 71, SIMPLE),
+    mp("text/plain; boundary=XyZ", SIMPLE), mp("multipart/mixed; boundary=XyZ", SIMPLE), mp("multipart/form-data", SIMPLE),
+    mp("multipart/form-data; boundary=XyZ; boundary=XyZ", SIMPLE), mp('multipart/form-data; boundary="X\\"Z"', SIMPLE),
+    mp('multipart/form-data; boundary="XyZ', SIMPLE), mp("multipart/form-data boundary=XyZ", SIMPLE), mp("", SIMPLE),
+    mp(CT, "--XyZ\r\nContent-Disposition: form-data; name=image\r\n\r\n--XyZ at the start\r\n-XyZ\r\n\r\n--Xy\r\n"
+           "\r\n--xyz\r\na --XyZ-- b\n--XyZ\r\n\r\n--XyZ--\r\n"),
+    mp(CT, "--XyZ\r\nContent-Disposition: form-data; name=a\r\n\r\nx\r\n--XyZX\r\ny\r\n--XyZ--\r\n"),
+    mp(CT, "--XyZ\r\nContent-Disposition: form-data; name=a\r\n\r\nx\r\n--XyZ--XyZ--\r\n"),
+    mp(CT, "--XyZ\r\nContent-Disposition: form-data; name=a\r\n\r\nx\r\n--XyZ\r"),
+    mp(CT, "This is the preamble.\r\n--XyZ \t\r\nContent-Disposition: form-data; name=image\r\n\r\ndata\r\n--XyZ--  \t\r\n"
+           "This is the epilogue\r\n--XyZ\r\nwhich looks like a part.\r\n"),
+    mp(CT, "\r\n--XyZ\r\nContent-Disposition: form-data; name=image\r\n\r\ndata\r\n--XyZ--"),
+    mp(CT, "--XyZ--\r\n"), mp(CT, "preamble--XyZ\r\n"), mp(CT, ""),
+    mp(CT, "--XyZ\r\nContent-Disposition: form-data; name=\"title\"\r\n\r\nT\r\n"
+           "--XyZ\r\nContent-Disposition: form-data; name=\"image\"; filename=\"a.png\"\r\nContent-Type: image/png\r\n\r\nPNG\r\n"
+           "--XyZ\r\nContent-Disposition: form-data; name=\"Image\"\r\n\r\nother\r\n--XyZ--\r\n"),
+    mp(CT, "--XyZ\r\nContent-Disposition: form-data; name=image\r\n\r\n1\r\n--XyZ\r\nContent-Disposition: form-data; name=title"
+           "\r\n\r\nt\r\n--XyZ\r\nContent-Disposition: form-data; name=\"image\"\r\n\r\n2\r\n--XyZ--\r\n"),
+    mp(CT, "--XyZ\r\nContent-Disposition: form-data; name=image\r\n\r\n1\r\n--XyZ\r\nContent-Type: text/plain\r\n\r\n2\r\n--XyZ--\r\n"),
+    mp(CT, "--XyZ\nContent-Disposition: form-data; name=image\n\nhello\n--XyZ--\n"),
+    mp(CT, "--XyZ\r\nContent-Disposition: form-data; name=image\n\r\nhello\r\n--XyZ--\r\n"),
+    mp(CT, "--XyZ\r\nContent-Disposition: form-data; name=image\r\n\r\nline1\nline2\r\rline3\n\r\n--XyZ--"),
+    mp(CT, "--XyZ\r\nContent-Disposition: form-data; name=image\r\n" + "".join("X-H%d: v\r\n" % i for i in range(1, 17))
+       + "\r\nx\r\n--XyZ--\r\n"),
+    mp(CT, "--XyZ\r\nContent-Disposition: form-data; name=image\r\nX-Pad: " + "p" * 8143 + "\r\n\r\nx\r\n--XyZ--\r\n"),
+    mp(CT, "--XyZ\r\nContent-Disposition: form-data; name=\"\"\r\n\r\n\r\n--XyZ\r\nContent-Disposition: form-data; name=image; "
+           "filename=\"\"\r\nContent-Type: application/octet-stream\r\n\r\n\r\n--XyZ--\r\n"),
+    mp(CT, "--XyZ\r\nX-Whatever: 1\r\nContent-Transfer-Encoding: Binary\r\ncontent-disposition:form-data;name=a;"
+           "filename=\"caf\xc3\xa9.jpg\"   \r\nCONTENT-TYPE:   image/jpeg; q=\"1\"  \t\r\n\r\nc\r\n--XyZ--\r\n".encode("latin-1")),
+    mp(CT, b"--XyZ\r\nContent-Disposition: form-data; name=a\r\nX-Nul: a\0b\r\n\r\nc\r\n--XyZ--\r\n"),
+    mp(CT, "".join("--XyZ\r\nContent-Disposition: form-data; name=f%d\r\n\r\n%d\r\n" % (i, i) for i in range(65)) + "--XyZ--\r\n"),
+    mp(CT, b"--XyZ\r\nContent-Disposition: form-data; name=\"image\"; filename=\"b.bin\"\r\nContent-Type: "
+           b"application/octet-stream\r\n\r\n" + bytes(range(256)) + b"\0\0\r\n\r\n--\r\n-\r\n--X\r\n--Xy\0\r\n-XyZ\r--XyZ\n--XyZ\0--XyZ"
+           + bytes(range(255, -1, -1)) + b"\r\n--XyZ--\r\n"),
+]
+for h in ["", "Content-Type: image/png\r\n", "Content-Disposition: attachment; name=image\r\n",
+          "Content-Disposition: form-data\r\n", "Content-Disposition: form-data; filename=a.jpg\r\n",
+          "Content-Disposition: form-data; name*=UTF-8''image\r\n", "Content-Disposition:\r\n",
+          "Content-Disposition: form-data; name=\"image\r\n", "Content-Disposition: form-data; name=\"image\"x\r\n",
+          "Content-Disposition: form-data; name=a; NAME=b\r\n", "Content-Disposition: form-data; name=a; filename=x; Filename=y\r\n",
+          "Content-Disposition: form-data; name=a\r\nContent-Type: a/b\r\ncontent-type: a/b\r\n",
+          "Content-Disposition: form-data; name=a\r\nContent-Type:  \r\n",
+          "Content-Disposition: form-data; name=a\r\nContent-Transfer-Encoding: base64\r\n",
+          "Content-Disposition: form-data;\r\n name=a\r\n", "Content-Disposition: form-data; name=a\r\nNo-Colon\r\n",
+          "Content-Disposition: form-data; name=a\r\nX-Ctl: a\x01b\r\n",
+          "Content-Disposition: form-data; name=\"a\\\"b\\\\c\"; filename=\"C:\\photos\\cat.jpg\"\r\n",
+          "Content-Disposition: form-data; name=image; filename=\"\\\\\"\r\n",
+          "Content-Disposition: form-data; name=\"a\\\"b\"; filename=\"f\"\r\n",
+          "Content-Disposition: form-data; name=image; x=\"a\\\"b\"\r\n",
+          "Content-Disposition: form-data; name=image; filename*=UTF-8''%e2%82%ac.jpg; filename=\"euro.jpg\"\r\n",
+          "Content-Disposition: FORM-DATA; FILENAME=\"cat.jpg\"; NAME=\"image\"\r\n",
+          "Content-Disposition: form-data ; name = \"image\" ; filename = cat.jpg ;\r\n"]:
+    multipart.append(mp(CT, "--XyZ\r\n%s\r\ncontent\r\n--XyZ--\r\n" % h))
+write("multipart", multipart)
+
+# ---- sigv4 --------------------------------------------------------------------------------------------------------
+# A flags byte ('1': add x-amz-content-sha256; 0xc2 and up: one field made long), then one field a line: method, path, query, payload hash, region,
+# service, x-amz-date (or @SECONDS), key id, secret, token, then "name:value" headers; fields percent-decoded
+# (tests/fuzz/sigv4.c). The requests are test_sigv4.c's: the SigV4 suite's cases and the S3 documentation's.
+EMPTY_SHA = "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855"
+SUITE_KEY = ("AKIDEXAMPLE", "wJalrXUtnFEMI/K7MDENG+bPxRfiCYEXAMPLEKEY")
+S3_KEY = ("AKIAIOSFODNN7EXAMPLE", "wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY")
+
+
+def sig(flags, method, path, headers, query="", hash=EMPTY_SHA, region="us-east-1", service="service",
+        date="20150830T123600Z", key=SUITE_KEY, token=""):
+    lines = [method, path, query, hash, region, service, date, key[0], key[1], token] + ["%s:%s" % h for h in headers]
+    return (flags + "\n".join(lines)).encode("latin-1")
+
+
+HOST = ("Host", "example.amazonaws.com")
+S3HOST = ("Host", "examplebucket.s3.amazonaws.com")
+sigv4 = [
+    sig("0", "GET", "/", [HOST]),
+    sig("0", "GET", "/", [HOST], "Param2=value2&Param1=value1"),
+    sig("0", "GET", "/", [HOST], "Param-3=Value3&Param=Value2&%E1%88%B4=Value1"),
+    sig("0", "GET", "/", [HOST], "-._~0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz="
+        "-._~0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz"),
+    sig("0", "GET", "/", [HOST, ("My-Header1", " value1"), ("My-Header2", ' "a   b   c"')]),
+    sig("0", "GET", "/", [HOST, ("My-Header1", "value2"), ("My-Header1", "value2"), ("My-Header1", "value1")]),
+    sig("0", "GET", "/", [HOST, ("My-Header1", "value1   value2      value3")]),
+    sig("0", "GET", "/", [HOST, ("My-Header1", "value1%0A  value2")]),
+    sig("0", "GET", "/example space/", [HOST]), sig("0", "GET", "//example//", [HOST]), sig("0", "GET", "/./../.", [HOST]),
+    sig("0", "POST", "/", [HOST, ("Content-Type", "application/x-www-form-urlencoded")], token="AQoDYXdzEPT//////////wEXAMPLEtc764bNrC9SAPBSM22wDOk4x4HIZ8j4FZTwdQWLWsKWHGBuFqwAeMicRXmxfpSPfIeoIYRqTflfKD8YUuwthAx7mSEI/qkPpKPi/kMcGdQrmGdeehM4IC1NtBmUpp2wUE8phUZampKsburEDy0KPkyQDYwT7WZ0wq5VSXDvp75YU9HFvlRd8Tx6q6fE8YQcHNVXAkiY9q6d+xo0rKwT38xVqr7ZD0u0iPPkUL64lIZbqBAz+scqKmlzm8FDrypNC9Yjc8fPOLn9FX9KSYvKTr4rvx3iSIlTJabIQwj2ICCR/oLxBA=="),
+    sig("1", "PUT", "/test$file.text", [S3HOST, ("Date", "Fri, 24 May 2013 00:00:00 GMT"), ("x-amz-storage-class", "REDUCED_REDUNDANCY")],
+        hash="44ce7dd67c959e0d3524ffac1771dfbba87d2b6b4b4e99e42034a8b803f8b072", service="s3", date="20130524T000000Z", key=S3_KEY),
+    sig("1", "GET", "/test.txt", [S3HOST, ("Range", "bytes=0-9")], service="s3", date="20130524T000000Z", key=S3_KEY),
+    sig("1", "GET", "/", [S3HOST], "lifecycle", service="s3", date="20130524T000000Z", key=S3_KEY),
+    sig("1", "GET", "/", [S3HOST], "prefix=J&max-keys=2", service="s3", date="20130524T000000Z", key=S3_KEY),
+    sig("1", "PUT", "/images/uploads/a b+c~d%25e/caf%C3%A9//x", [("host", "127.0.0.1:4569")], service="s3"),
+    sig("1", "PUT", "/b/k", [("Host", "s3.example"), ("Content-Type", "image/jpeg")], service="s3", token="TOKEN/+=abc"),
+    sig("0", "PUT", "/b/k", [("Host", "s3.example")], hash="UNSIGNED-PAYLOAD", service="s3", date="@1440938160"),
+    sig("1", "PUT", "/b/k", [("Host", "s3.example")], service="s3", date="@253402300799"),
+    sig("1", "PUT", "/b/k", [("Host", "s3.example")], service="s3", date="@253402300800"),
+    sig("1", "PUT", "/b/k", [("Host", "s3.example")], service="s3", date="@-62167219200"),
+    sig("1", "PUT", "/b/k", [("Host", "s3.example")], service="s3", date="@-1"),
+    sig("0", "GET", "/", [HOST], "a=&=b&&c&a=a&a=%26%3D"),
+    sig("0", "GET", "/", [HOST, ("host", "second"), ("HOST", "third")]),
+    # refused: each one field wrong
+    sig("0", "GET", "/", []), sig("0", "GET", "/", [("Hostx", "h")]), sig("0", "G T", "/", [HOST]), sig("0", "", "/", [HOST]),
+    sig("0", "GET", "", [HOST]), sig("0", "GET", "x/", [HOST]), sig("0", "GET", "/", [HOST], region="us/east"),
+    sig("0", "GET", "/", [HOST], region=""), sig("0", "GET", "/", [HOST], service="s~3"),
+    sig("0", "GET", "/", [HOST], date="20150830T123600"), sig("0", "GET", "/", [HOST], date="2015083xT123600Z"),
+    sig("0", "GET", "/", [HOST], hash=EMPTY_SHA.upper()), sig("0", "GET", "/", [HOST], hash=EMPTY_SHA[:63]),
+    sig("0", "GET", "/", [HOST], hash="UNSIGNED-PAYLOAd"), sig("0", "GET", "/", [HOST], key=("AKID/X", "s")),
+    sig("0", "GET", "/", [HOST], key=("AKID,X", "s")), sig("0", "GET", "/", [HOST], key=("", "s")),
+    sig("0", "GET", "/", [HOST], key=("AKID", "")), sig("0", "GET", "/", [HOST], token="a b"),
+    sig("0", "GET", "/", [HOST, ("My Header", "v")]), sig("0", "GET", "/", [HOST, ("My-Header", "a%0Db")]),
+    sig("0", "GET", "/", [HOST, ("My-Header", "a%00b")]), sig("0", "GET", "/", [HOST, ("My-Header", "a%7Fb")]),
+    sig("0", "GET", "/", [HOST, ("Authorization", "x")]), sig("0", "GET", "/", [HOST, ("X-Amz-Date", "x")]),
+    sig("1", "GET", "/", [HOST, ("x-amz-content-SHA256", "x")]), sig("0", "GET", "/", [HOST, ("x-amz-content-sha256", "x")]),
+    sig("0", "GET", "/", [HOST, ("X-Amz-Security-Token", "x")], token="t"),
+    sig("0", "GET", "/", [HOST, ("X-Amz-Security-Token", "x")]),
+    sig("0", "GET", "/", [HOST] + [("h%d" % i, "v") for i in range(256)]),
+    sig("0", "GET", "/", [HOST], "&".join("p%d" % i for i in range(257))),
+    b"\x01", b"",
+]
+# one field at the length limit (flags 0xc2 | field << 2 | 1), and one byte over it (| 0x20)
+for field in range(8):
+    for over in (0, 0x20):
+        sigv4.append(sig(chr(0xc3 | field << 2 | over), "PUT", "/b/k", [("Host", "s3.example"), ("X-Long", "v")], service="s3",
+                         token="t" if field == 6 else ""))
+write("sigv4", sigv4)
+
+# ---- gate_replies -------------------------------------------------------------------------------------------------
+# RESP bytes. The first ones were captured from redis-server 7.0.15 running the gate's scripts (member
+# 0123456789abcdef.0, the member id the target uses); then replies the scripts never send.
+M = b"0123456789abcdef.0"
+
+
+def bulk(s):
+    s = s.encode() if isinstance(s, str) else s
+    return b"$%d\r\n%s\r\n" % (len(s), s)
+
+
+def arr(*items):
+    return b"*%d\r\n" % len(items) + b"".join(items)
+
+
+EPOCH = bulk("1796152632.700203")
+E0 = arr()
+gate_replies = [
+    b":1\r\n", b":0\r\n", arr(EPOCH, E0, E0), arr(EPOCH, arr(bulk(M + b"#7")), E0),
+    arr(EPOCH, E0, arr(bulk(M + b"#1"), bulk(M + b"#2"))),
+    b"-NOSCRIPT No matching script. Please use EVAL.\r\n",
+    arr(bulk("subscribe"), bulk(b"t:grant:" + M), b":1\r\n"),
+    arr(bulk("message"), bulk(b"t:grant:" + M), bulk(M + b"#3")),
+    b":1\r\n" + arr(EPOCH, arr(bulk(M + b"#1")), E0) + b":0\r\n",
+    # not what the scripts send
+    b":2\r\n", b":-1\r\n", b":9223372036854775807\r\n", b"+OK\r\n", b"$1\r\n1\r\n", b"$-1\r\n", b"*-1\r\n", E0,
+    arr(b":1\r\n"), arr(EPOCH, E0), arr(EPOCH, E0, E0, E0), arr(b":1\r\n", E0, E0), arr(b"$-1\r\n", E0, E0),
+    arr(bulk(""), E0, E0), arr(bulk("x" * 63), E0, E0), arr(bulk("x" * 64), E0, E0), arr(bulk(b"17961\x00.7"), E0, E0),
+    arr(b"+1796152632.700203\r\n", E0, E0), arr(EPOCH, b"$-1\r\n", E0), arr(EPOCH, E0, b":0\r\n"), arr(EPOCH, b"*-1\r\n", E0),
+    arr(EPOCH, arr(b":7\r\n"), E0), arr(EPOCH, E0, arr(arr(bulk(M + b"#1")))), arr(EPOCH, arr(b"$-1\r\n"), E0),
+    arr(EPOCH, arr(b"+" + M + b"#1\r\n"), E0), arr(arr(EPOCH), E0, E0),
+    arr(EPOCH, arr(bulk(M + b"#18446744073709551615"), bulk(M + b"#18446744073709551616"), bulk(M + b"#99999999999999999999")), E0),
+    arr(EPOCH, arr(bulk(M + b"#0"), bulk(M + b"#01"), bulk(M + b"#"), bulk(M + b"#1x"), bulk(M + b"1"), bulk(M)), E0),
+    arr(EPOCH, arr(bulk(b"0123456789abcdef.1#1"), bulk(b"0123456789abcdef.#1"), bulk(b"0123456789abcdef.00#1")), E0),
+    b"*1\r\n" * 7 + b":1\r\n", b"*3\r\n$17\r\n1796152632.700203\r\n*0\r\n", b":1\r", b"?\r\n",
+]
+write("gate_replies", gate_replies)
+
 # ---- http ---------------------------------------------------------------------------------------------------------
 H1, H1_LATE, H2, H2_LATE = b"\x00", b"\x02", b"\x01", b"\x03"
 
