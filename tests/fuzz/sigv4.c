@@ -33,19 +33,9 @@
 #include <openssl/hmac.h>
 #include "fuzz.h"
 #include "weir/sigv4.h"
+#include "weir/text.h"
 
 enum { F_METHOD, F_PATH, F_QUERY, F_HASH, F_REGION, F_SERVICE, F_DATE, F_KEY_ID, F_SECRET, F_TOKEN, NUM_FIELDS };
-
-static int hexval(int c)
-{
-    if (c >= '0' && c <= '9')
-        return c - '0';
-    if (c >= 'a' && c <= 'f')
-        return c - 'a' + 10;
-    if (c >= 'A' && c <= 'F')
-        return c - 'A' + 10;
-    return -1;
-}
 
 /* Decodes [s, s + len) into *out (advancing it); returns the decoded field. */
 static h2o_iovec_t decode(const char *s, size_t len, char **out)
@@ -53,8 +43,8 @@ static h2o_iovec_t decode(const char *s, size_t len, char **out)
     char *start = *out, *p = start;
     for (size_t i = 0; i < len; ++i) {
         int hi, lo;
-        if (s[i] == '%' && i + 2 < len && (hi = hexval((unsigned char)s[i + 1])) >= 0 &&
-            (lo = hexval((unsigned char)s[i + 2])) >= 0) {
+        if (s[i] == '%' && i + 2 < len && (hi = weir_hex_digit((unsigned char)s[i + 1])) >= 0 &&
+            (lo = weir_hex_digit((unsigned char)s[i + 2])) >= 0) {
             *p++ = (char)(hi * 16 + lo);
             i += 2;
         } else {
@@ -241,7 +231,7 @@ static void check_encode(h2o_mem_pool_t *pool, h2o_iovec_t in)
                 int hi = e.base[i + 1], lo = e.base[i + 2];
                 FUZZ_CHECK(((hi >= '0' && hi <= '9') || (hi >= 'A' && hi <= 'F')) &&
                            ((lo >= '0' && lo <= '9') || (lo >= 'A' && lo <= 'F')));
-                unsigned char d = (unsigned char)(hexval(hi) * 16 + hexval(lo));
+                unsigned char d = (unsigned char)(weir_hex_digit(hi) * 16 + weir_hex_digit(lo));
                 FUZZ_CHECK((unsigned char)in.base[n] == d);
                 FUZZ_CHECK(!ref_unreserved(d) && !(keep && d == '/')); /* encoded only when it must be */
                 i += 2;

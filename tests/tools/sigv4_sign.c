@@ -15,19 +15,9 @@
 #include <stdlib.h>
 #include <string.h>
 #include "weir/sigv4.h"
+#include "weir/text.h"
 
 #define MAX_PAIRS (WEIR_SIGV4_MAX_PAIRS + 1)
-
-static int hexval(int c)
-{
-    if (c >= '0' && c <= '9')
-        return c - '0';
-    if (c >= 'a' && c <= 'f')
-        return c - 'a' + 10;
-    if (c >= 'A' && c <= 'F')
-        return c - 'A' + 10;
-    return -1;
-}
 
 /* Decodes @p len hex digits of @p s in place; returns the decoded bytes (base s), or base NULL when malformed. */
 static h2o_iovec_t unhex(char *s, size_t len)
@@ -35,7 +25,7 @@ static h2o_iovec_t unhex(char *s, size_t len)
     if (len % 2 != 0)
         return h2o_iovec_init(NULL, 0);
     for (size_t i = 0; i != len / 2; ++i) {
-        int hi = hexval((unsigned char)s[2 * i]), lo = hexval((unsigned char)s[2 * i + 1]);
+        int hi = weir_hex_digit((unsigned char)s[2 * i]), lo = weir_hex_digit((unsigned char)s[2 * i + 1]);
         if (hi < 0 || lo < 0)
             return h2o_iovec_init(NULL, 0);
         s[i] = (char)(hi << 4 | lo);
