@@ -3,8 +3,9 @@
     attack.py rapid-reset PORT PATH METHOD SECONDS [reconnect]   HEADERS+RST_STREAM pairs as fast as possible
     attack.py flood PORT KIND SECONDS                           continuation | settings | ping, never reading
     attack.py zero-window PORT PATH CONNS STREAMS HOLD          HTTP/2 streams whose window never opens
-    attack.py cancel PORT N SEED MAXWAIT_MS                     N requests on /upload, /calc and /cache over HTTP/1
-                                                                and h2c, each abandoned at a random moment
+    attack.py cancel PORT N SEED MAXWAIT_MS [S3PATH BYTES]      N requests on /upload, /calc and /cache (and POST
+                                                                S3PATH with a BYTES-byte image) over HTTP/1 and h2c,
+                                                                each abandoned at a random moment
     attack.py hold PORT KIND N HOLD                              N connections that sit idle (h1partial: a request
                                                                 line and no more; h1line: half a request line;
                                                                 h2idle: preface and SETTINGS), held HOLD seconds
@@ -213,15 +214,23 @@ def hold(port, kind, n, seconds):
             "closed_after_s": None if not times else [round(times[0], 2), round(times[-1], 2)]}
 
 
-def cancel(port, n, seed, maxwait_ms, h1_share=0.3, h1_inflight=200, h2_conns=4, h2_streams=80, per_conn=1000):
+def cancel(port, n, seed, maxwait_ms, s3_path=None, s3_bytes=0, h1_share=0.3, h1_inflight=200, h2_conns=4,
+           h2_streams=80, per_conn=1000):
     """n requests, each abandoned at a uniformly random moment within maxwait_ms of being sent (unless answered
     before): HTTP/1 by closing the connection (half of them with a reset), HTTP/2 by RST_STREAM, and now and then a
     whole h2c connection closed with its streams open. Endpoints: POST /upload, GET /calc with n from 10^6 to 3*10^7,
-    GET /cache (whatever backend the path has)."""
+    GET /cache (whatever backend the path has), and with s3_path POST s3_path with an image of s3_bytes (one DATA
+    frame over HTTP/2: at most 16384), a quarter of the requests then."""
     rnd = random.Random(seed)
     targets = [("POST", "/upload", "upload"), ("GET", None, "calc"), ("GET", "/cache?key=k", "cache")]
     stats = {"started": 0, "answered": 0, "abandoned": 0, "conn_closed_with_streams": 0, "h1": 0, "h2": 0,
              "upload": 0, "calc": 0, "cache": 0, "errors": 0}
+    if s3_path is not None:
+        assert 0 < s3_bytes <= 16384
+        targets.append(("POST", s3_path, "s3"))
+        stats["s3"] = 0
+        image = bytes(rnd.getrandbits(8) for _ in range(s3_bytes))
+        image_headers = [("content-type", "image/png"), ("content-length", str(s3_bytes))]
     h1 = {}  # socket -> deadline
     conns = []  # [socket, reader, {sid: deadline}, next_sid, streams opened, abrupt]
     maxwait = maxwait_ms / 1000.0
@@ -257,9 +266,14 @@ def cancel(port, n, seed, maxwait_ms, h1_share=0.3, h1_inflight=200, h2_conns=4,
                 if len(h1) >= h1_inflight:
                     break
                 method, path = target()
+                if path == s3_path:
+                    request = b"POST %s HTTP/1.1\r\nHost: a\r\nContent-Type: image/png\r\nContent-Length: %d\r\n\r\n%s" % (
+                        path.encode(), len(image), image)
+                else:
+                    request = b"%s %s HTTP/1.1\r\nHost: a\r\nContent-Length: 0\r\n\r\n" % (method.encode(), path.encode())
                 try:
                     s = socket.create_connection((HOST, port), timeout=10)
-                    s.sendall(b"%s %s HTTP/1.1\r\nHost: a\r\nContent-Length: 0\r\n\r\n" % (method.encode(), path.encode()))
+                    s.sendall(request)
                 except OSError:
                     stats["errors"] += 1
                     stats["started"] += 1
@@ -277,8 +291,15 @@ def cancel(port, n, seed, maxwait_ms, h1_share=0.3, h1_inflight=200, h2_conns=4,
                 sid = c[3]
                 c[3] += 2
                 c[4] += 1
+                if path == s3_path:
+                    frames = (f.frame(f.HEADERS, f.END_HEADERS, sid, f.header_block(method, path, headers=image_headers))
+                              + f.frame(f.DATA, f.END_STREAM, sid, image))
+                else:
+                    frames = f.frame(f.HEADERS, f.END_STREAM | f.END_HEADERS, sid, f.header_block(method, path))
                 try:
-                    c[0].send(f.frame(f.HEADERS, f.END_STREAM | f.END_HEADERS, sid, f.header_block(method, path)))
+                    c[0].settimeout(10)  # a whole frame or nothing (an image's DATA may not fit the buffer at once)
+                    c[0].sendall(frames)
+                    c[0].setblocking(False)
                 except OSError:
                     stats["errors"] += 1
                 c[2][sid] = now + rnd.random() * maxwait
@@ -349,7 +370,7 @@ def main(argv):
     elif cmd == "zero-window":
         out = zero_window(port, argv[3], int(argv[4]), int(argv[5]), float(argv[6]))
     elif cmd == "cancel":
-        out = cancel(port, int(argv[3]), int(argv[4]), float(argv[5]))
+        out = cancel(port, int(argv[3]), int(argv[4]), float(argv[5]), *([argv[6], int(argv[7])] if len(argv) > 7 else []))
     elif cmd == "hold":
         out = hold(port, argv[3], int(argv[4]), float(argv[5]))
     else:

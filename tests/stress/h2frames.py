@@ -30,12 +30,14 @@ def _hpack_str(b):
     return bytes([len(b)]) + b
 
 
-def header_block(method, path, authority="127.0.0.1"):
-    """:method, :scheme http, :path, :authority."""
+def header_block(method, path, authority="127.0.0.1", headers=()):
+    """:method, :scheme http, :path, :authority, then `headers` ((name, value) pairs, names in lower case)."""
     block = {"GET": b"\x82", "POST": b"\x83"}.get(method) or (b"\x02" + _hpack_str(method))
     block += b"\x86"  # :scheme http
     block += b"\x04" + _hpack_str(path)  # :path, literal without indexing (name index 4)
     block += b"\x01" + _hpack_str(authority)  # :authority
+    for name, value in headers:
+        block += b"\x00" + _hpack_str(name) + _hpack_str(value)  # literal without indexing, new name
     return block
 
 
