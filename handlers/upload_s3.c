@@ -778,6 +778,11 @@ int weir_upload_s3_create(const weir_upload_s3_settings_t *s, unsigned max_conne
         weir_error("upload: s3 backend: %s", reason);
         return -EINVAL;
     }
+    /* libcurl is loaded and set up here, on the thread that builds configurations, before any worker thread starts
+     * this backend (idempotent: a later configuration finds it ready) */
+    int ret;
+    if ((ret = weir_http_client_global_init()) != 0)
+        return ret;
     s3_backend_t *self = weir_calloc(1, sizeof(*self));
     self->super.vt = &S3_VTABLE;
     self->s.endpoint = weir_strdup(s->endpoint);

@@ -11,8 +11,14 @@
  * closes the socket), so that the descriptor is never watched after it is closed and can be reused at once. Each
  * poll handle frees itself in its close callback; the client is freed in its timer's close callback, and the poll
  * handles never touch the client once closing.
+ *
+ * libcurl is not linked: weir_http_client_global_init loads it (dlopen) the first time a configuration needs it, so
+ * that a server without an S3 upload backend never maps libcurl and the dozen libraries it pulls in (GnuTLS, Kerberos,
+ * LDAP, libssh2...: about 6 MiB of resident memory in every process, measured on Debian 12). Its functions are called
+ * through the table `libcurl`, typed from curl.h.
  */
 #include <assert.h>
+#include <dlfcn.h>
 #include <limits.h>
 #include <pthread.h>
 #include <stdio.h>
@@ -25,6 +31,8 @@
 #include "weir/common.h"
 #include "weir/http_client.h"
 
+/* The library loaded on first use: Debian's and Ubuntu's libcurl4 (OpenSSL), 7.68 or later. */
+#define WEIR_LIBCURL_SONAME "libcurl.so.4"
 #define DEFAULT_MAX_CONNECTIONS 16
 /* libcurl's upload buffer is 64 KiB by default; 16 KiB (its minimum) is as fast on a LAN and keeps the memory of a
  * transfer in flight small. */
@@ -84,17 +92,85 @@ struct st_weir_http_request_t {
 static pthread_mutex_t global_mutex = PTHREAD_MUTEX_INITIALIZER;
 static int global_initialized;
 
+/* The functions of libcurl weir calls, resolved by load_libcurl (never unloaded: its resolver threads may outlive a
+ * transfer). */
+static struct {
+    void *handle;
+    __typeof__(curl_global_init) *global_init;
+    __typeof__(curl_global_cleanup) *global_cleanup;
+    __typeof__(curl_easy_strerror) *easy_strerror;
+    __typeof__(curl_easy_init) *easy_init;
+    __typeof__(curl_easy_setopt) *easy_setopt;
+    __typeof__(curl_easy_getinfo) *easy_getinfo;
+    __typeof__(curl_easy_cleanup) *easy_cleanup;
+    __typeof__(curl_slist_append) *slist_append;
+    __typeof__(curl_slist_free_all) *slist_free_all;
+    __typeof__(curl_version_info) *version_info;
+    __typeof__(curl_multi_init) *multi_init;
+    __typeof__(curl_multi_setopt) *multi_setopt;
+    __typeof__(curl_multi_add_handle) *multi_add_handle;
+    __typeof__(curl_multi_remove_handle) *multi_remove_handle;
+    __typeof__(curl_multi_socket_action) *multi_socket_action;
+    __typeof__(curl_multi_assign) *multi_assign;
+    __typeof__(curl_multi_info_read) *multi_info_read;
+    __typeof__(curl_multi_cleanup) *multi_cleanup;
+} libcurl;
+
+/* Loads libcurl and resolves libcurl's functions; called with global_mutex held. */
+static int load_libcurl(void)
+{
+    void *h;
+
+    if (libcurl.handle != NULL)
+        return 0;
+    if ((h = dlopen(WEIR_LIBCURL_SONAME, RTLD_NOW | RTLD_LOCAL)) == NULL) {
+        weir_error("http client: cannot load libcurl (%s): install libcurl4 (7.68 or later)", dlerror());
+        return -ENOENT;
+    }
+#define RESOLVE(name)                                                                                                              \
+    do {                                                                                                                           \
+        void *sym = dlsym(h, "curl_" #name);                                                                                       \
+        if (sym == NULL) {                                                                                                         \
+            weir_error("http client: %s has no curl_" #name, WEIR_LIBCURL_SONAME);                                                 \
+            dlclose(h);                                                                                                            \
+            return -ENOTSUP;                                                                                                       \
+        }                                                                                                                          \
+        memcpy(&libcurl.name, &sym, sizeof(sym));                                                                                  \
+    } while (0)
+    RESOLVE(global_init);
+    RESOLVE(global_cleanup);
+    RESOLVE(easy_strerror);
+    RESOLVE(easy_init);
+    RESOLVE(easy_setopt);
+    RESOLVE(easy_getinfo);
+    RESOLVE(easy_cleanup);
+    RESOLVE(slist_append);
+    RESOLVE(slist_free_all);
+    RESOLVE(version_info);
+    RESOLVE(multi_init);
+    RESOLVE(multi_setopt);
+    RESOLVE(multi_add_handle);
+    RESOLVE(multi_remove_handle);
+    RESOLVE(multi_socket_action);
+    RESOLVE(multi_assign);
+    RESOLVE(multi_info_read);
+    RESOLVE(multi_cleanup);
+#undef RESOLVE
+    libcurl.handle = h;
+    return 0;
+}
+
 int weir_http_client_global_init(void)
 {
     int ret = 0;
 
     pthread_mutex_lock(&global_mutex);
-    if (!global_initialized) {
-        CURLcode code = curl_global_init(CURL_GLOBAL_DEFAULT);
+    if (!global_initialized && (ret = load_libcurl()) == 0) {
+        CURLcode code = libcurl.global_init(CURL_GLOBAL_DEFAULT);
         if (code == CURLE_OK) {
             global_initialized = 1;
         } else {
-            weir_error("http client: curl_global_init failed: %s", curl_easy_strerror(code));
+            weir_error("http client: curl_global_init failed: %s", libcurl.easy_strerror(code));
             ret = -EIO;
         }
     }
@@ -106,7 +182,7 @@ void weir_http_client_global_cleanup(void)
 {
     pthread_mutex_lock(&global_mutex);
     if (global_initialized) {
-        curl_global_cleanup();
+        libcurl.global_cleanup();
         global_initialized = 0;
     }
     pthread_mutex_unlock(&global_mutex);
@@ -125,8 +201,8 @@ static int is_global_initialized(void)
 static void free_request(weir_http_request_t *req)
 {
     if (req->easy != NULL)
-        curl_easy_cleanup(req->easy);
-    curl_slist_free_all(req->headers);
+        libcurl.easy_cleanup(req->easy);
+    libcurl.slist_free_all(req->headers);
     for (size_t i = 0; i != req->num_want; ++i) {
         free(req->want_names[i]);
         free(req->want_values[i]);
@@ -144,9 +220,9 @@ static void detach_request(weir_http_request_t *req)
     long connects = 0;
 
     h2o_linklist_unlink(&req->link);
-    if (curl_easy_getinfo(req->easy, CURLINFO_NUM_CONNECTS, &connects) == CURLE_OK && connects > 0)
+    if (libcurl.easy_getinfo(req->easy, CURLINFO_NUM_CONNECTS, &connects) == CURLE_OK && connects > 0)
         client->stats.connections += (uint64_t)connects;
-    curl_multi_remove_handle(client->multi, req->easy);
+    libcurl.multi_remove_handle(client->multi, req->easy);
     --client->stats.in_flight;
 }
 
@@ -173,13 +249,13 @@ static void complete_request(weir_http_request_t *req, int result, CURLcode code
     weir_http_response_t res = {.result = result, .errstr = ""};
     long status = 0;
 
-    if (curl_easy_getinfo(req->easy, CURLINFO_RESPONSE_CODE, &status) == CURLE_OK && status > 0 && status < 1000)
+    if (libcurl.easy_getinfo(req->easy, CURLINFO_RESPONSE_CODE, &status) == CURLE_OK && status > 0 && status < 1000)
         res.status = (int)status;
     if (result != WEIR_HTTP_OK) {
         if (result == WEIR_HTTP_EABORTED)
             res.errstr = "aborted: the HTTP client was destroyed";
         else
-            res.errstr = req->errbuf[0] != '\0' ? req->errbuf : curl_easy_strerror(code);
+            res.errstr = req->errbuf[0] != '\0' ? req->errbuf : libcurl.easy_strerror(code);
     }
     res.body = req->resp_len != 0 ? req->resp_body : NULL;
     res.body_len = req->resp_len;
@@ -293,13 +369,13 @@ static void collect_done(weir_http_client_t *client)
     CURLMsg *msg;
     int left;
 
-    while (!client->destroy_pending && (msg = curl_multi_info_read(client->multi, &left)) != NULL) {
+    while (!client->destroy_pending && (msg = libcurl.multi_info_read(client->multi, &left)) != NULL) {
         char *priv = NULL;
         weir_http_request_t *req;
         CURLcode code = msg->data.result;
         if (msg->msg != CURLMSG_DONE)
             continue;
-        if (curl_easy_getinfo(msg->easy_handle, CURLINFO_PRIVATE, &priv) != CURLE_OK || priv == NULL)
+        if (libcurl.easy_getinfo(msg->easy_handle, CURLINFO_PRIVATE, &priv) != CURLE_OK || priv == NULL)
             continue;
         req = (weir_http_request_t *)priv;
         detach_request(req);
@@ -312,7 +388,7 @@ static void socket_action(weir_http_client_t *client, curl_socket_t fd, int flag
     int running;
 
     ++client->dispatching;
-    curl_multi_socket_action(client->multi, fd, flags, &running);
+    libcurl.multi_socket_action(client->multi, fd, flags, &running);
     collect_done(client);
     if (--client->dispatching == 0 && client->destroy_pending)
         finish_destroy(client);
@@ -358,7 +434,7 @@ static int on_curl_socket(CURL *easy, curl_socket_t fd, int what, void *_client,
 
     if (what == CURL_POLL_REMOVE) {
         if (sock != NULL) {
-            curl_multi_assign(client->multi, fd, NULL);
+            libcurl.multi_assign(client->multi, fd, NULL);
             close_socket(sock);
         }
         return 0;
@@ -376,7 +452,7 @@ static int on_curl_socket(CURL *easy, curl_socket_t fd, int what, void *_client,
         sock->client = client;
         h2o_linklist_insert(&client->sockets, &sock->link);
         ++client->stats.sockets;
-        curl_multi_assign(client->multi, fd, sock);
+        libcurl.multi_assign(client->multi, fd, sock);
     }
     if (what == CURL_POLL_IN || what == CURL_POLL_INOUT)
         events |= UV_READABLE;
@@ -410,7 +486,7 @@ int weir_http_client_create(uv_loop_t *loop, const weir_http_client_options_t *o
         weir_error("http client: weir_http_client_global_init was not called");
         return -EINVAL;
     }
-    info = curl_version_info(CURLVERSION_NOW);
+    info = libcurl.version_info(CURLVERSION_NOW);
     if ((info->features & CURL_VERSION_ASYNCHDNS) == 0) {
         weir_error("http client: libcurl %s resolves host names synchronously, which would block the event loop; "
                    "install a libcurl built with the threaded resolver (as Debian's libcurl4 is)",
@@ -419,7 +495,7 @@ int weir_http_client_create(uv_loop_t *loop, const weir_http_client_options_t *o
     }
 
     client = weir_calloc(1, sizeof(*client));
-    if ((client->multi = curl_multi_init()) == NULL) {
+    if ((client->multi = libcurl.multi_init()) == NULL) {
         free(client);
         return -ENOMEM;
     }
@@ -427,11 +503,11 @@ int weir_http_client_create(uv_loop_t *loop, const weir_http_client_options_t *o
     client->thread = pthread_self();
     h2o_linklist_init_anchor(&client->requests);
     h2o_linklist_init_anchor(&client->sockets);
-    curl_multi_setopt(client->multi, CURLMOPT_SOCKETFUNCTION, on_curl_socket);
-    curl_multi_setopt(client->multi, CURLMOPT_SOCKETDATA, client);
-    curl_multi_setopt(client->multi, CURLMOPT_TIMERFUNCTION, on_curl_timer);
-    curl_multi_setopt(client->multi, CURLMOPT_TIMERDATA, client);
-    curl_multi_setopt(client->multi, CURLMOPT_MAXCONNECTS, (long)(max_connections < LONG_MAX ? max_connections : LONG_MAX));
+    libcurl.multi_setopt(client->multi, CURLMOPT_SOCKETFUNCTION, on_curl_socket);
+    libcurl.multi_setopt(client->multi, CURLMOPT_SOCKETDATA, client);
+    libcurl.multi_setopt(client->multi, CURLMOPT_TIMERFUNCTION, on_curl_timer);
+    libcurl.multi_setopt(client->multi, CURLMOPT_TIMERDATA, client);
+    libcurl.multi_setopt(client->multi, CURLMOPT_MAXCONNECTS, (long)(max_connections < LONG_MAX ? max_connections : LONG_MAX));
     uv_timer_init(loop, &client->timer);
     client->timer.data = client;
     *_client = client;
@@ -453,7 +529,7 @@ static void finish_destroy(weir_http_client_t *client)
         complete_request(req, WEIR_HTTP_EABORTED, CURLE_OK);
     }
     /* Closes the cached connections; libcurl may still call on_curl_socket and on_curl_timer from here. */
-    curl_multi_cleanup(client->multi);
+    libcurl.multi_cleanup(client->multi);
     client->multi = NULL;
     /* libcurl said CURL_POLL_REMOVE for every socket it closed; this is only a safety net. */
     while (!h2o_linklist_is_empty(&client->sockets))
@@ -512,7 +588,7 @@ static int append_header(struct curl_slist **list, const char *name, const char 
         sprintf(line, "%s;", name);
     else
         sprintf(line, "%s: %s", name, value);
-    grown = curl_slist_append(*list, line);
+    grown = libcurl.slist_append(*list, line);
     free(line);
     if (grown == NULL)
         return -ENOMEM;
@@ -536,7 +612,7 @@ static int build_headers(weir_http_request_t *req, const weir_http_request_param
     /* libcurl adds `Expect: 100-continue` to bodies over 1 KiB and then waits up to a second for a 100 that S3 and
      * most servers do not send: an empty Expect header removes it. */
     if (!has_expect) {
-        struct curl_slist *grown = curl_slist_append(req->headers, "Expect:");
+        struct curl_slist *grown = libcurl.slist_append(req->headers, "Expect:");
         if (grown == NULL)
             return -ENOMEM;
         req->headers = grown;
@@ -546,7 +622,7 @@ static int build_headers(weir_http_request_t *req, const weir_http_request_param
 
 #define SETOPT(opt, value)                                                                                                         \
     do {                                                                                                                           \
-        if ((code = curl_easy_setopt(easy, opt, value)) != CURLE_OK)                                                               \
+        if ((code = libcurl.easy_setopt(easy, opt, value)) != CURLE_OK)                                                            \
             goto Error;                                                                                                            \
     } while (0)
 
@@ -575,7 +651,7 @@ static int setup_easy(weir_http_request_t *req, const weir_http_request_params_t
 #if LIBCURL_VERSION_NUM >= 0x075700
     /* 7.87: a transfer that ends during name resolution leaves the resolver thread to finish on its own, instead of
      * waiting for it on the loop (older libcurl, which has no such option, waits). */
-    curl_easy_setopt(easy, CURLOPT_QUICK_EXIT, 1L);
+    libcurl.easy_setopt(easy, CURLOPT_QUICK_EXIT, 1L);
 #endif
 
     if (params->body != NULL) {
@@ -634,13 +710,13 @@ int weir_http_request_start(weir_http_client_t *client, const weir_http_request_
     }
     if ((ret = build_headers(req, params)) != 0)
         goto Error;
-    if ((req->easy = curl_easy_init()) == NULL) {
+    if ((req->easy = libcurl.easy_init()) == NULL) {
         ret = -ENOMEM;
         goto Error;
     }
     if ((ret = setup_easy(req, params)) != 0)
         goto Error;
-    if (curl_multi_add_handle(client->multi, req->easy) != CURLM_OK) {
+    if (libcurl.multi_add_handle(client->multi, req->easy) != CURLM_OK) {
         ret = -ENOMEM;
         goto Error;
     }

@@ -1241,12 +1241,6 @@ int weir_server_run(const char *conf_file, weir_server_conf_t *conf)
     server->main_loop.data = server;
     server->num_threads = conf->num_threads;
     signal(SIGPIPE, SIG_IGN);
-    /* libcurl's global state, before any thread (outbound HTTP of the modules) */
-    if ((ret = weir_http_client_global_init()) != 0) {
-        weir_error("cannot initialise libcurl");
-        free(server);
-        return ret;
-    }
     /* Blocked in every thread but the main one, whose loop takes them. */
     sigemptyset(&sigs);
     for (size_t i = 0; i != WEIR_ARRAY_SIZE(SIGNALS); ++i)
@@ -1344,6 +1338,6 @@ Exit:
     pthread_cond_destroy(&server->cond);
     pthread_mutex_destroy(&server->mutex);
     free(server);
-    weir_http_client_global_cleanup();
+    weir_http_client_global_cleanup(); /* libcurl's global state, if a configuration set it up (an s3 backend) */
     return ret;
 }

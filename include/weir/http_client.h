@@ -117,9 +117,12 @@ typedef struct st_weir_http_client_stats_t {
 } weir_http_client_stats_t;
 
 /**
- * Initialises libcurl (curl_global_init). Call it in the main thread before any other thread starts, and before
- * weir_http_client_create; further calls do nothing until weir_http_client_global_cleanup.
- * @return 0, or -EIO when libcurl cannot be initialised.
+ * Loads libcurl (dlopen of libcurl.so.4 the first time: weir does not link it) and initialises it
+ * (curl_global_init). Call it before weir_http_client_create, on the thread that sets configurations up, while no
+ * other thread uses libcurl (weir's s3 backend calls it when it is created); further calls do nothing until
+ * weir_http_client_global_cleanup.
+ * @return 0; -ENOENT (logged) when libcurl cannot be loaded, -ENOTSUP when it lacks a function weir calls, -EIO when
+ *         it cannot be initialised.
  */
 int weir_http_client_global_init(void);
 
