@@ -127,15 +127,19 @@ static int load_libcurl(void)
         weir_error("http client: cannot load libcurl (%s): install libcurl4 (7.68 or later)", dlerror());
         return -ENOENT;
     }
+/* a union converts the object pointer dlsym returns into the function pointer it is (as POSIX allows) */
 #define RESOLVE(name)                                                                                                              \
     do {                                                                                                                           \
-        void *sym = dlsym(h, "curl_" #name);                                                                                       \
-        if (sym == NULL) {                                                                                                         \
+        union {                                                                                                                    \
+            void *sym;                                                                                                             \
+            __typeof__(libcurl.name) fn;                                                                                           \
+        } u = {.sym = dlsym(h, "curl_" #name)};                                                                                    \
+        if (u.sym == NULL) {                                                                                                       \
             weir_error("http client: %s has no curl_" #name, WEIR_LIBCURL_SONAME);                                                 \
             dlclose(h);                                                                                                            \
             return -ENOTSUP;                                                                                                       \
         }                                                                                                                          \
-        memcpy(&libcurl.name, &sym, sizeof(sym));                                                                                  \
+        libcurl.name = u.fn;                                                                                                       \
     } while (0)
     RESOLVE(global_init);
     RESOLVE(global_cleanup);

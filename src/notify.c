@@ -8,7 +8,6 @@
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
-#include <string.h>
 #include <systemd/sd-daemon.h>
 #include "weir/common.h"
 #include "weir/notify.h"
@@ -21,7 +20,11 @@ static __typeof__(sd_notify) *notify_fn;
 
 static void load(void)
 {
-    void *h, *sym;
+    void *h;
+    union { /* the object pointer dlsym returns, as the function pointer it is (as POSIX allows) */
+        void *sym;
+        __typeof__(sd_notify) *fn;
+    } u;
 
     if (getenv("NOTIFY_SOCKET") == NULL)
         return;
@@ -29,12 +32,12 @@ static void load(void)
         weir_error("cannot load %s to notify the service manager: %s", LIBSYSTEMD_SONAME, dlerror());
         return;
     }
-    if ((sym = dlsym(h, "sd_notify")) == NULL) {
+    if ((u.sym = dlsym(h, "sd_notify")) == NULL) {
         weir_error("%s has no sd_notify", LIBSYSTEMD_SONAME);
         dlclose(h);
         return;
     }
-    memcpy(&notify_fn, &sym, sizeof(sym));
+    notify_fn = u.fn;
 }
 
 void weir_notify(const char *fmt, ...)
