@@ -12,7 +12,7 @@ step() { printf '[bench] %s\n' "$*"; }
 step "packages"
 make -s deps
 scripts/ensure-packages.sh apache2-utils nghttp2-client gnuplot-nox python3 python3-flask python3-aiohttp h2o \
-    redis-server redis-tools util-linux procps python3-boto3
+    redis-server redis-tools util-linux procps python3-boto3 valgrind
 scripts/ensure-s3rver.sh
 
 step "building weir and the bare-loop harness bench/calc_loop (Release) in build-release/"

@@ -28,10 +28,12 @@ class Server:
     kind: "weir" (conf: its YAML), "flask", "flask-threaded", "aiohttp" (bench/peers/), "flask-s3", "aiohttp-s3"
     (bench/peers/*_s3_app.py; extra: {"endpoint": store URL}), "h2o" (conf: its configuration, @PORT@ replaced by a
     free port), "redis" or "s3rver" (the store, with the bucket S3_BUCKET, its data in the run's tmp/). cpus: taskset's cpu list (default: the run's server
-    cpus). Use as `with Server(...).start(step) as srv:`; srv.port and srv.url(path) once started."""
+    cpus). wrapper: a command that weir is run under (e.g. valgrind), between taskset and weir. Use as
+    `with Server(...).start(step) as srv:`; srv.port and srv.url(path) once started."""
 
-    def __init__(self, ctx, kind, label, cpus=None, conf=None, extra=None, env=None):
+    def __init__(self, ctx, kind, label, cpus=None, conf=None, extra=None, env=None, wrapper=None):
         self.ctx = ctx
+        self.wrapper = list(wrapper or [])
         self.kind = kind
         self.label = label
         self.cpus = ctx.server_cpus if cpus is None else cpus
@@ -53,7 +55,7 @@ class Server:
             conf_path = os.path.join(ctx.tmp, name + ".weir.yaml")
             with open(conf_path, "w") as f:
                 f.write(self.conf)
-            argv = [WEIR, "-c", conf_path]
+            argv = self.wrapper + [WEIR, "-c", conf_path]
         elif self.kind in ("flask", "flask-threaded"):
             self.port = free_port()
             argv = [PY, os.path.join(BENCH, "peers", "flask_app.py"), str(self.port),
@@ -206,10 +208,11 @@ def weir_conf(threads=1, upload=None, calc=True, cache=None, upload_gate=None, m
     return "\n".join(lines) + "\n"
 
 
-def cache_server(ctx, step, backend=("memory",), threads=1, metrics=False):
-    """A started weir with /calc and /cache (`backend` as weir_conf's cache; `metrics` as weir_conf's), CACHE_KEY
-    stored and read back; returns (server, the body of its GET /cache reply)."""
-    srv = Server(ctx, "weir", "weir", conf=weir_conf(threads=threads, calc=True, cache=backend, metrics=metrics)).start(step)
+def cache_server(ctx, step, backend=("memory",), threads=1, metrics=False, wrapper=None):
+    """A started weir with /calc and /cache (`backend` as weir_conf's cache; `metrics` as weir_conf's; `wrapper` as
+    Server's), CACHE_KEY stored and read back; returns (server, the body of its GET /cache reply)."""
+    srv = Server(ctx, "weir", "weir", conf=weir_conf(threads=threads, calc=True, cache=backend, metrics=metrics),
+                 wrapper=wrapper).start(step)
     try:
         st, _ = http("PUT", srv.url("/cache?key=%s" % CACHE_KEY), CACHE_VALUE.encode())
         st2, body = http("GET", srv.url("/cache?key=%s" % CACHE_KEY))
