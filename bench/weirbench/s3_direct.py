@@ -1,11 +1,11 @@
-"""A direct client of an S3-compatible store for Experiment 9's ceiling: N PUTs of one file to new keys
-(BUCKET/ceiling/I.jpg), signed as weir signs them (AWS Signature Version 4 with the body's SHA-256, credentials from
+"""A direct client of an S3-compatible store for Experiment 9's ceiling: N PUTs of one file to the keys
+BUCKET/PREFIX<I>.jpg (PREFIX default "ceiling/"), signed as weir signs them (AWS Signature Version 4 with the body's SHA-256, credentials from
 AWS_ACCESS_KEY_ID / AWS_SECRET_ACCESS_KEY, region us-east-1), over CONNS keep-alive HTTP/1.1 connections with one PUT in
 flight on each. Every request is signed before the clock starts and written whole with one send (TCP_NODELAY), as
 libcurl does; ab and h2load write the body in pieces and meet delayed-ACK stalls with this store, and cannot sign.
 Prints one JSON line: {"complete", "failed", "rps", "p50_ms", "p99_ms"}.
 
-    python3 s3_direct.py PORT BUCKET FILE N CONNS
+    python3 s3_direct.py PORT BUCKET FILE N CONNS [PREFIX]
 """
 import datetime
 import hashlib
@@ -23,7 +23,7 @@ def _hmac(key, msg):
 
 
 def signed_head(port, path, length, payload_hash, key_id, secret, when):
-    """The head of a signed PUT of `path` (a key of letters, digits, '/' and '.' only: nothing to encode)."""
+    """The head of a signed PUT of `path` (a key of letters, digits and '/._-' only: nothing to encode)."""
     amz_date = when.strftime("%Y%m%dT%H%M%SZ")
     day = amz_date[:8]
     host = "127.0.0.1:%d" % port
@@ -41,13 +41,13 @@ def signed_head(port, path, length, payload_hash, key_id, secret, when):
                 path, host, length, payload_hash, amz_date, auth)).encode()
 
 
-def main(port, bucket, path, n, conns):
+def main(port, bucket, path, n, conns, prefix):
     with open(path, "rb") as f:
         body = f.read()
     key_id, secret = os.environ["AWS_ACCESS_KEY_ID"], os.environ["AWS_SECRET_ACCESS_KEY"]
     payload_hash = hashlib.sha256(body).hexdigest()
     now = datetime.datetime.now(datetime.timezone.utc)
-    requests = [signed_head(port, "/%s/ceiling/%d.jpg" % (bucket, i), len(body), payload_hash, key_id, secret, now) + body
+    requests = [signed_head(port, "/%s/%s%d.jpg" % (bucket, prefix, i), len(body), payload_hash, key_id, secret, now) + body
                 for i in range(n)]
     lock = threading.Lock()
     state = dict(next=0, ok=0, failed=0)
@@ -98,4 +98,5 @@ def main(port, bucket, path, n, conns):
 
 
 if __name__ == "__main__":
-    main(int(sys.argv[1]), sys.argv[2], sys.argv[3], int(sys.argv[4]), int(sys.argv[5]))
+    main(int(sys.argv[1]), sys.argv[2], sys.argv[3], int(sys.argv[4]), int(sys.argv[5]),
+         sys.argv[6] if len(sys.argv) > 6 else "ceiling/")

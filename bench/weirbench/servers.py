@@ -27,7 +27,7 @@ class Server:
 
     kind: "weir" (conf: its YAML), "flask", "flask-threaded", "aiohttp" (bench/peers/), "flask-s3", "aiohttp-s3"
     (bench/peers/*_s3_app.py; extra: {"endpoint": store URL}), "h2o" (conf: its configuration, @PORT@ replaced by a
-    free port), "redis" or "s3rver" (the store, with the bucket S3_BUCKET, its data in the run's tmp/). cpus: taskset's cpu list (default: the run's server
+    free port), "redis" or "s3rver" (the store, with the bucket S3_BUCKET, its data in extra["dir"], default the run's tmp/). cpus: taskset's cpu list (default: the run's server
     cpus). wrapper: a command that weir is run under (e.g. valgrind), between taskset and weir. Use as
     `with Server(...).start(step) as srv:`; srv.port and srv.url(path) once started."""
 
@@ -70,7 +70,8 @@ class Server:
             env.update(AWS_ACCESS_KEY_ID=S3_KEY_ID, AWS_SECRET_ACCESS_KEY=S3_SECRET, AWS_REGION="us-east-1")
         elif self.kind == "s3rver":
             self.port = free_port()
-            argv = ["node", S3RVER_JS, "--dir", os.path.join(ctx.tmp, name + ".s3rver"), "--port", str(self.port),
+            argv = ["node", S3RVER_JS, "--dir", self.extra.get("dir") or os.path.join(ctx.tmp, name + ".s3rver"),
+                    "--port", str(self.port),
                     "--bucket", S3_BUCKET]
         elif self.kind == "h2o":
             self.port = free_port()
