@@ -89,7 +89,9 @@ def reanalyse(out, update):
     data = {exp.name: {name: ctx.read_csv(name) for name in exp.files} for exp in registry.EXPERIMENTS}
     figs, targets, sections = analyse(ctx, data)
     text = write_report(ctx, run["facts"], targets, sections, figs, run["started"], run["finished"], run["not_run"])
-    if update and not ctx.quick:
+    # As a measuring run: only a full run of every experiment is a run of record.
+    partial = any("not selected" in x for x in run["not_run"])
+    if update and not ctx.quick and not partial:
         with open(os.path.join(BENCH, "RESULTS.md"), "w") as f:
             f.write(text)
     show_targets(ctx, targets)
