@@ -20,8 +20,8 @@ HEADER = ["what", "rep", "status", "rps", "p50_ms", "p99_ms", "complete", "faile
           "peak_rss_kib", "store_cpu_ms"]
 IMAGE_SIZE = 100 * 1024
 SLOTS = 5
-# The store keeps its objects in memory (tmpfs): on this machine's disk, the writeback of the objects written a
-# minute earlier slowed the store by half and more in the middle of a repetition (see bench/NOTES.md, 2026-12-02).
+# The store keeps its objects in memory (tmpfs): with them on this machine's disk, the store fell to half its speed and
+# less in every repetition after the first (bench/NOTES.md, "Exp 8 and Exp 9 measured again").
 STORE_PARENT = "/dev/shm" if os.path.isdir("/dev/shm") else None
 CEILING = "s3rver alone (a direct client, 5 PUTs in flight)"
 SERVERS = [
