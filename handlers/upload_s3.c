@@ -40,6 +40,7 @@
 #include "weir/multipart.h"
 #include "weir/respond.h"
 #include "weir/sigv4.h"
+#include "weir/text.h"
 #include "weir/upload.h"
 #include "weir/upload_backend.h"
 
@@ -174,16 +175,6 @@ static int random_bytes(unsigned char *buf, size_t len)
     return RAND_bytes(buf, (int)len) == 1 ? 0 : -EIO;
 }
 
-static void to_hex(const unsigned char *in, size_t len, char *out)
-{
-    static const char digits[] = "0123456789abcdef";
-    for (size_t i = 0; i != len; ++i) {
-        out[2 * i] = digits[in[i] >> 4];
-        out[2 * i + 1] = digits[in[i] & 15];
-    }
-    out[2 * len] = '\0';
-}
-
 /* ---- the request ------------------------------------------------------------------------------------------------- */
 
 /* Finds the image of @p req and its content type; answers 400 itself when there is none or the body is malformed. */
@@ -243,7 +234,7 @@ static int sha256_hex(const char *data, size_t len, char *hex)
 
     if (ctx != NULL && EVP_DigestInit_ex(ctx, EVP_sha256(), NULL) == 1 && EVP_DigestUpdate(ctx, data, len) == 1 &&
         EVP_DigestFinal_ex(ctx, digest, &digest_len) == 1 && digest_len == sizeof(digest)) {
-        to_hex(digest, sizeof(digest), hex);
+        weir_hex_encode(digest, sizeof(digest), hex);
         ret = 0;
     }
     EVP_MD_CTX_free(ctx);
@@ -283,7 +274,7 @@ static void on_hash_idle(uv_idle_t *idle)
     } else if (EVP_DigestFinal_ex(o->hash_ctx, digest, &digest_len) != 1 || digest_len != sizeof(digest)) {
         o->hash_error = 1;
     } else {
-        to_hex(digest, sizeof(digest), o->hash);
+        weir_hex_encode(digest, sizeof(digest), o->hash);
     }
     stop_hashing(o);
     if (o->state == S3_HASHING_GRANTED) {
@@ -510,7 +501,7 @@ static const char *make_key(s3_op_t *o)
 
     if (random_bytes(rnd, sizeof(rnd)) != 0)
         return NULL;
-    to_hex(rnd, sizeof(rnd), hex);
+    weir_hex_encode(rnd, sizeof(rnd), hex);
     ext = weir_upload_s3_extension(o->content_type, strlen(o->content_type));
     return h2o_concat(&o->op->req->pool, h2o_iovec_init(prefix, strlen(prefix)), h2o_iovec_init(hex, sizeof(hex) - 1),
                       h2o_iovec_init(ext, strlen(ext)), h2o_iovec_init(H2O_STRLIT("\0")))

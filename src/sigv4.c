@@ -7,6 +7,7 @@
 #include <openssl/hmac.h>
 #include "weir/common.h"
 #include "weir/sigv4.h"
+#include "weir/text.h"
 
 #define ALGORITHM "AWS4-HMAC-SHA256"
 #define TERMINATOR "aws4_request"
@@ -93,15 +94,6 @@ h2o_iovec_t weir_sigv4_uri_encode(h2o_mem_pool_t *pool, const char *s, size_t le
     return buf_finish(&b);
 }
 
-static void hex_lower(const unsigned char *in, size_t len, char *out)
-{
-    for (size_t i = 0; i != len; ++i) {
-        out[2 * i] = HEX_LOWER[in[i] >> 4];
-        out[2 * i + 1] = HEX_LOWER[in[i] & 15];
-    }
-    out[2 * len] = '\0';
-}
-
 int weir_sigv4_sha256_hex(const void *data, size_t len, char out[WEIR_SIGV4_HEX_LEN + 1])
 {
     unsigned char md[EVP_MAX_MD_SIZE];
@@ -109,7 +101,7 @@ int weir_sigv4_sha256_hex(const void *data, size_t len, char out[WEIR_SIGV4_HEX_
 
     if (EVP_Digest(data, len, md, &md_len, EVP_sha256(), NULL) != 1 || md_len != 32)
         return -EIO;
-    hex_lower(md, 32, out);
+    weir_hex_encode(md, 32, out);
     return 0;
 }
 
@@ -478,7 +470,7 @@ int weir_sigv4_sign(h2o_mem_pool_t *pool, const weir_sigv4_request_t *req, const
     OPENSSL_cleanse(key, sizeof(key));
     if (ret != 0)
         return ret;
-    hex_lower(sig, sizeof(sig), out->signature);
+    weir_hex_encode(sig, sizeof(sig), out->signature);
 
     /* The Authorization header. */
     buf_init(pool, &b,

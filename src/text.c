@@ -91,6 +91,18 @@ int weir_hex_digit(int c)
     return -1;
 }
 
+void weir_hex_encode(const void *in, size_t len, char *out)
+{
+    static const char digits[] = "0123456789abcdef";
+    const unsigned char *p = in;
+
+    for (size_t i = 0; i != len; ++i) {
+        out[2 * i] = digits[p[i] >> 4];
+        out[2 * i + 1] = digits[p[i] & 15];
+    }
+    out[2 * len] = '\0';
+}
+
 ssize_t weir_percent_decode(const char *src, size_t len, char *dst, int plus_is_space)
 {
     size_t i, o = 0;

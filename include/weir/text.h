@@ -29,6 +29,9 @@ int weir_parse_decimal(const char *s, size_t len, uint64_t max, uint64_t *out);
 /** The value of hexadecimal digit @p c (either case), or -1 when it is not one. */
 int weir_hex_digit(int c);
 
+/** Writes @p len bytes of @p in as 2 * @p len lower-case hex digits and a NUL into @p out. */
+void weir_hex_encode(const void *in, size_t len, char *out);
+
 /** True when @p s is well-formed UTF-8 (RFC 3629: no overlong forms, no surrogates, at most U+10FFFF). */
 int weir_utf8_is_valid(const char *s, size_t len);
 

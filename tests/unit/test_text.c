@@ -136,10 +136,22 @@ static void test_decimal(void **state)
     assert_int_equal(weir_parse_decimal_prefix("101k", 4, 100, &v), -ERANGE);
 }
 
+static void test_hex_encode(void **state)
+{
+    (void)state;
+    char out[9];
+
+    memset(out, 'x', sizeof(out));
+    weir_hex_encode("\x00\x0f\xa5\xff", 4, out);
+    assert_string_equal(out, "000fa5ff");
+    weir_hex_encode("", 0, out);
+    assert_string_equal(out, "");
+}
+
 WEIR_UNIT_TESTS(cmocka_unit_test_setup_teardown(test_query_simple, setup, teardown),
                 cmocka_unit_test_setup_teardown(test_query_percent_and_plus, setup, teardown),
                 cmocka_unit_test_setup_teardown(test_query_repeated_and_empty, setup, teardown),
                 cmocka_unit_test_setup_teardown(test_query_absent, setup, teardown),
                 cmocka_unit_test_setup_teardown(test_query_malformed, setup, teardown),
                 cmocka_unit_test_setup_teardown(test_percent_decode, setup, teardown), cmocka_unit_test(test_utf8_validation),
-                cmocka_unit_test(test_decimal))
+                cmocka_unit_test(test_decimal), cmocka_unit_test(test_hex_encode))
